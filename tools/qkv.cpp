@@ -1,0 +1,47 @@
+// qkv: the command-line program. Each subcommand lives in its own tools/cmd_*.cpp file and registers
+// itself (cli.h); main() sets up threads, parses, and turns exceptions into one line and an exit code:
+// 2 for usage and config errors, 1 for runtime errors.
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "cli.h"
+#include "error.h"
+#include "train/threads.h"
+
+namespace qkv::cli {
+std::vector<Command>& registry() {
+  static std::vector<Command> commands;
+  return commands;
+}
+}  // namespace qkv::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"qkv: train encoder-decoder Transformers (Vaswani et al. 2017) on libtorch"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show help for every subcommand");
+  int threads = 0;
+  app.add_option("--threads", threads, "Intra-op threads (0 = choose for this machine)")
+      ->check(CLI::NonNegativeNumber);
+  app.parse_complete_callback([&] { qkv::configure_threads(threads); });
+
+  auto& commands = qkv::cli::registry();
+  std::sort(commands.begin(), commands.end(),
+            [](const auto& a, const auto& b) { return a.order < b.order; });
+  for (auto& command : commands) command.setup(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  } catch (const qkv::ConfigError& e) {
+    std::cerr << "qkv: config error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "qkv: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

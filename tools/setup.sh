@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One-step set-up for a fresh Debian 12 machine: installs what is missing, builds, then either runs the
+# main job or the whole test suite. Idempotent: with everything in place it only rebuilds what changed.
+#
+#   bash tools/setup.sh run    # build, then train configs/toy.json end to end (BLEU + sample translations)
+#   bash tools/setup.sh test   # build, then run every test (ctest)
+set -euo pipefail
+
+mode="${1:-run}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${QKV_BUILD_DIR:-$root/build}"
+
+packages=(
+  build-essential cmake pkg-config
+  libtorch-dev libfmt-dev nlohmann-json3-dev libcli11-dev libgtest-dev googletest
+  libsentencepiece-dev libgloo-dev
+  libopenblas0-pthread   # BLAS at run time: see README, "Threads and BLAS"
+  python3-torch python3-matplotlib python3-nltk   # the PyTorch peer, plots and BLEU cross-checks
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "[setup] installing: ${missing[*]}"
+  sudo_cmd=()
+  [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+jobs="$(nproc)"
+if [[ ! -f "$build/CMakeCache.txt" ]]; then
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release
+fi
+cmake --build "$build" -j "$jobs"
+
+case "$mode" in
+  run)
+    cd "$root"
+    "$build/qkv" train --config configs/toy.json --out runs/toy
+    ;;
+  test)
+    cd "$build"
+    ctest --output-on-failure -j "$jobs"
+    ;;
+  *)
+    echo "usage: bash tools/setup.sh run|test" >&2
+    exit 2
+    ;;
+esac
