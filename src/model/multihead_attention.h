@@ -27,7 +27,7 @@ struct MultiheadAttentionOptions {
   int64_t d_k = 0;  // per head; 0 = d_model / heads
   int64_t d_v = 0;  // per head; 0 = d_model / heads
   bool bias = true;
-  double dropout = 0.0;          // attention dropout (on the probabilities), training mode only
+  double dropout = 0.0;           // attention dropout (on the probabilities), training mode only
   std::string impl = "standard";  // see attention.h
 };
 
@@ -59,7 +59,8 @@ class MultiheadAttentionImpl : public torch::nn::Module {
   void set_record_attention(bool on) { record_attention_ = on; }
   const torch::Tensor& last_attention() const { return last_attention_; }
 
-  void reset_parameters();  // Xavier-uniform weights, zero biases
+  void reset_parameters();  // Xavier-uniform weights (each of W_Q, W_K, W_V, W_O on its own), zero biases
+  // The options with d_k and d_v resolved (never 0 after construction).
   const MultiheadAttentionOptions& options() const { return options_; }
 
   torch::Tensor in_proj_weight;
@@ -67,6 +68,11 @@ class MultiheadAttentionImpl : public torch::nn::Module {
   torch::nn::Linear out_proj{nullptr};
 
  private:
+  // Steps 2 and 3: per-head attention, then concatenation and W_O. q [B, H, T, Dk], k [B, H, S, Dk],
+  // v [B, H, S, Dv] -> [B, T, C].
+  torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                       const torch::Tensor& key_padding_mask, bool causal);
+
   MultiheadAttentionOptions options_;
   bool record_attention_ = false;
   torch::Tensor last_attention_;

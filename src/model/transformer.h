@@ -2,14 +2,26 @@
 // positions, N encoder layers (self-attention, FFN), N decoder layers (causal self-attention,
 // cross-attention, FFN), and a pre-softmax projection tied to the embeddings.
 //
+// Embedding sharing (§3.4): the target embedding "tgt_embed.weight" always exists; with
+// share_embeddings it also serves the source (no "src_embed.weight"), and with tie_output_projection it
+// is the pre-softmax projection (no "out_proj.weight"). Both on is the paper's three-way tying. A tied
+// matrix is registered once, so it is counted, saved and optimised once.
+//
+// Lengths: encode(), decode() and decode_step() refuse (c10::Error naming model.max_len) sequences
+// longer than model.max_len, the positional table's size; the search functions in decoding.h truncate
+// over-long sources with a warning instead.
+//
 // Dimensions: B = batch, S = source length, T = target length, C = d_model, V = vocabulary.
 #pragma once
 
 #include <vector>
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include "model/embeddings.h"
+#include "model/layers.h"
 #include "model/multihead_attention.h"
 #include "train/config.h"
 
@@ -18,9 +30,9 @@ namespace qkv {
 // Per-layer caches for incremental decoding: self-attention grows one step per call; cross-attention
 // keys/values are computed from the encoder output once.
 struct DecoderState {
-  std::vector<KVCache> self;   // one per decoder layer
-  std::vector<KVCache> cross;  // one per decoder layer
-  int64_t steps = 0;           // target positions already decoded
+  std::vector<KVCache> self;                 // one per decoder layer
+  std::vector<KVCache> cross;                // one per decoder layer
+  int64_t steps = 0;                         // target positions already decoded
   void reorder(const torch::Tensor& index);  // index [B'] selects rows (beam search)
 };
 
@@ -44,10 +56,36 @@ class TransformerImpl : public torch::nn::Module {
 
   // Attention probabilities of the last forward, for pictures: records when enabled.
   void set_record_attention(bool on);
+  // Per layer, [B, H, Tq, Tk] each, from the last forward while recording (empty tensors otherwise).
+  struct AttentionMaps {
+    std::vector<torch::Tensor> encoder_self;
+    std::vector<torch::Tensor> decoder_self;
+    std::vector<torch::Tensor> decoder_cross;
+  };
+  AttentionMaps attention_maps() const;
+
+  // Decoder output y [..., C] -> logits [..., V] with the (possibly tied) pre-softmax projection.
+  torch::Tensor project(const torch::Tensor& y) const;
+  // The [V, C] pre-softmax matrix: tgt_embed.weight when tied, out_proj.weight otherwise.
+  torch::Tensor output_weight() const;
+
+  // Re-initialises every parameter: Xavier-uniform linear layers with zero biases, LayerNorm γ = 1 and
+  // β = 0, embeddings (and an untied projection, and learned positions) Xavier-uniform or, with
+  // model.init = normal, N(0, d_model^-0.5). Called by the constructor.
+  void reset_parameters();
+
+  // The number of parameters actually registered (each tied matrix once).
+  int64_t num_parameters() const;
 
   const ModelConfig& config() const { return config_; }
   int64_t src_vocab() const { return src_vocab_; }
   int64_t tgt_vocab() const { return tgt_vocab_; }
+
+  Embeddings src_embed{nullptr};
+  Embeddings tgt_embed{nullptr};
+  Encoder encoder{nullptr};
+  Decoder decoder{nullptr};
+  torch::nn::Linear out_proj{nullptr};  // [V, C] without bias; only when tie_output_projection = false
 
  private:
   ModelConfig config_;
@@ -56,7 +94,20 @@ class TransformerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Transformer);
 
-// The arithmetic parameter count (aiayn.md, "Parameter counts") without building the model.
+// Refuses impossible shapes before anything is built: throws ConfigError naming the key (model.heads,
+// model.d_model, model.share_embeddings, ...). The vocabulary sizes include the special tokens.
+void validate_model(const ModelConfig& config, int64_t src_vocab, int64_t tgt_vocab);
+
+// The arithmetic parameter count (aiayn.md, "Parameter counts") without building the model, by part.
+struct ParameterCount {
+  int64_t embeddings = 0;         // token embedding matrices, each tied matrix once
+  int64_t positions = 0;          // learned positional tables (0 for sinusoids)
+  int64_t encoder = 0;            // encoder layers + final LayerNorm (pre-norm)
+  int64_t decoder = 0;            // decoder layers + final LayerNorm (pre-norm)
+  int64_t output_projection = 0;  // an untied pre-softmax matrix
+  int64_t total() const { return embeddings + positions + encoder + decoder + output_projection; }
+};
+ParameterCount count_parameter_parts(const ModelConfig& config, int64_t src_vocab, int64_t tgt_vocab);
 int64_t count_parameters(const ModelConfig& config, int64_t src_vocab, int64_t tgt_vocab);
 
 }  // namespace qkv
