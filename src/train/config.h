@@ -15,13 +15,13 @@
 
 namespace qkv {
 
-enum class Positional { Sinusoidal, Learned };       // "sinusoidal" | "learned"
-enum class NormOrder { Post, Pre };                   // "post" | "pre"
+enum class Positional { Sinusoidal, Learned };                      // "sinusoidal" | "learned"
+enum class NormOrder { Post, Pre };                                 // "post" | "pre"
 enum class AttentionKind { Standard, MemoryEfficient, Reference };  // "standard" | ...
-enum class InitScheme { XavierUniform, Normal };      // "xavier_uniform" | "normal"
-enum class LrSchedule { Noam, InverseSqrt, Constant };  // "noam" | "inverse_sqrt" | "constant"
-enum class DataTask { Toy, Copy, Reverse, Files };    // "toy" | "copy" | "reverse" | "files"
-enum class Tokenizer { Word, SentencePiece };         // "word" | "sentencepiece"
+enum class InitScheme { XavierUniform, Normal };                    // "xavier_uniform" | "normal"
+enum class LrSchedule { Noam, InverseSqrt, Constant };              // "noam" | "inverse_sqrt" | "constant"
+enum class DataTask { Toy, Copy, Reverse, Files };                  // "toy" | "copy" | "reverse" | "files"
+enum class Tokenizer { Word, SentencePiece };                       // "word" | "sentencepiece"
 
 // The architecture. Key names are fixed by the product (see configs/README.md).
 struct ModelConfig {
@@ -37,10 +37,10 @@ struct ModelConfig {
   double relu_dropout = 0.0;       // inside the FFN, after the ReLU (0 in the paper)
   Positional positional = Positional::Sinusoidal;
   NormOrder norm = NormOrder::Post;
-  bool share_embeddings = true;        // three-way tying; needs a shared vocabulary
-  bool tie_output_projection = true;   // target embedding == pre-softmax projection
+  bool share_embeddings = true;       // three-way tying; needs a shared vocabulary
+  bool tie_output_projection = true;  // target embedding == pre-softmax projection
   AttentionKind attention = AttentionKind::Standard;
-  int64_t max_len = 256;               // longest sequence the positional table covers
+  int64_t max_len = 256;  // longest sequence the positional table covers
   InitScheme init = InitScheme::XavierUniform;
   double layer_norm_eps = 1e-6;
 
@@ -50,8 +50,8 @@ struct ModelConfig {
 
 struct DataConfig {
   DataTask task = DataTask::Toy;
-  std::string dir = "data/toy";     // where the corpus lives (generated here for built-in tasks)
-  std::string src_lang = "src";     // files are {split}.{src_lang} / {split}.{tgt_lang}
+  std::string dir = "data/toy";  // where the corpus lives (generated here for built-in tasks)
+  std::string src_lang = "src";  // files are {split}.{src_lang} / {split}.{tgt_lang}
   std::string tgt_lang = "tgt";
   std::string train_prefix = "train";
   std::string dev_prefix = "dev";
@@ -105,18 +105,35 @@ struct Config {
   DecodeConfig decode;
 };
 
-// Loading. `source` names the file in error messages.
+// Loading. Every key is checked for its type and range as it is read (errors name `source` and the
+// key); keys missing from the JSON, or whole missing sections, keep their defaults. A file may name a
+// base file with a top-level "extends": "base.json" (relative to the file): the base is loaded first
+// and this file's keys override it. Loading does not check cross-key invariants: call validate().
 Config config_from_json(const nlohmann::json& j, const std::string& source = "<config>");
 Config load_config(const std::string& path);
+// The whole resolved config, every key present; config_from_json(config_to_json(c)) == c.
 nlohmann::json config_to_json(const Config& config);
 
 // Applies one `--set section.key=value` override; the value is parsed as the key's type.
 void apply_override(Config& config, const std::string& assignment);
 
-// Cross-key invariants (e.g. heads divides d_model when d_k is unset). Throws ConfigError.
-void validate(const Config& config);
+// Per-key ranges (for configs built in code) and cross-key invariants (e.g. heads divides d_model
+// when d_k is unset). Throws ConfigError; `source` prefixes the message.
+void validate(const Config& config, const std::string& source = "config");
 
-// Enum <-> string, for configs, logs and errors.
+// What a subcommand calls: load_config(path), apply each override in order, validate.
+Config resolve_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// Every key as "section.key", in declaration order.
+std::vector<std::string> config_keys();
+
+// Enum <-> string, for configs, logs and errors. enum_names<E>() lists the spellings in declaration
+// order (to_string(E(i)) == enum_names<E>()[i]); enum_from_string throws ConfigError naming `what`
+// and the allowed spellings. Both exist for the seven enums above.
+template <class E>
+const std::vector<std::string>& enum_names();
+template <class E>
+E enum_from_string(const std::string& text, const std::string& what);
 std::string to_string(Positional v);
 std::string to_string(NormOrder v);
 std::string to_string(AttentionKind v);
