@@ -1,0 +1,65 @@
+// Parallel text: one sentence per line, UTF-8, the i-th line of the source file translating the i-th
+// line of the target file. Reading checks everything a user can get wrong (a missing file, invalid
+// UTF-8, unequal line counts, an empty corpus) and names the file and line in the DataError.
+// Filtering drops the pairs training cannot use and says how many.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "train/config.h"
+
+namespace qkv {
+
+using Tokens = std::vector<std::string>;
+
+// Where a split lives: {dir}/{prefix}.{src_lang} and {dir}/{prefix}.{tgt_lang}.
+struct SplitPaths {
+  std::string src;
+  std::string tgt;
+};
+SplitPaths split_paths(const std::string& dir, const std::string& prefix, const std::string& src_lang,
+                       const std::string& tgt_lang);
+SplitPaths split_paths(const DataConfig& data, const std::string& prefix);
+
+// The lines of a UTF-8 text file, without their "\n" (or "\r\n"). A last line without "\n" counts.
+// Throws DataError for a missing or unreadable file and for invalid UTF-8 ("path:line: ...").
+std::vector<std::string> read_lines(const std::string& path);
+
+// Writes one line per element, each ending in "\n", creating the parent directory if needed.
+void write_lines(const std::string& path, const std::vector<std::string>& lines);
+
+// The two sides of one split as lines, as the generators of built-in tasks make them.
+struct SplitText {
+  std::vector<std::string> src;
+  std::vector<std::string> tgt;
+};
+void write_split(const SplitPaths& paths, const SplitText& text);
+
+struct ParallelCorpus {
+  std::string src_path;
+  std::string tgt_path;
+  std::vector<Tokens> src;  // src[i] translates into tgt[i]
+  std::vector<Tokens> tgt;
+  size_t size() const { return src.size(); }
+};
+
+// Reads and word-splits both sides. Throws DataError for anything read_lines refuses, for unequal
+// line counts and for an empty corpus.
+ParallelCorpus read_parallel(const std::string& src_path, const std::string& tgt_path);
+ParallelCorpus read_parallel(const SplitPaths& paths);
+
+struct FilterStats {
+  int64_t max_len = 0;
+  int64_t kept = 0;
+  int64_t too_long = 0;  // a side had more than max_len tokens
+  int64_t empty = 0;     // a side had no tokens
+  std::string summary()
+      const;  // "kept 19873 of 20000 pairs (120 longer than 100 tokens, 7 with an empty side)"
+};
+
+// Drops, in place, pairs with an empty side or a side longer than max_len tokens.
+FilterStats filter_pairs(ParallelCorpus& corpus, int64_t max_len);
+
+}  // namespace qkv
