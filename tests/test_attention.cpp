@@ -1,0 +1,200 @@
+// Scaled dot-product attention (src/model/attention.h): values and contracts of every
+// implementation. Gradients are in test_attention_grad.cpp.
+//
+// Dimensions: B = batch, H = heads, Tq, Tk = query and key lengths, Dk, Dv = widths.
+#include <cmath>
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "model/attention.h"
+#include "support.h"
+
+namespace qkv {
+namespace {
+
+using test::expect_close;
+
+AttentionOptions with_impl(const std::string& impl) {
+  AttentionOptions options;
+  options.impl = impl;
+  return options;
+}
+
+// The textbook example, worked by hand with scale 1:
+//   Q Kᵀ = [[1·3 + 2·2, 1·1 + 2·0], [2·3 + 3·2, 2·1 + 3·0]] = [[7, 1], [12, 2]]
+//   softmax rows: [σ(6), 1 − σ(6)] and [σ(10), 1 − σ(10)] with σ(x) = 1 / (1 + e^−x)
+//   O = P V = [[2σ(6) + (1 − σ(6)), σ(6)], ...] = [[1 + σ(6), σ(6)], [1 + σ(10), σ(10)]]
+//         ≈ [[1.9975, 0.9975], [2.0000, 1.0000]].
+QKV_DEVICE_TEST(Attention, TextbookExample) {
+  const auto f64 = torch::TensorOptions().dtype(torch::kDouble).device(device);
+  auto q = torch::tensor({1.0, 2.0, 2.0, 3.0}, f64).view({1, 1, 2, 2});
+  auto k = torch::tensor({3.0, 2.0, 1.0, 0.0}, f64).view({1, 1, 2, 2});
+  auto v = torch::tensor({2.0, 1.0, 1.0, 0.0}, f64).view({1, 1, 2, 2});
+  const double s6 = 1.0 / (1.0 + std::exp(-6.0)), s10 = 1.0 / (1.0 + std::exp(-10.0));
+  auto expected = torch::tensor({1 + s6, s6, 1 + s10, s10}, f64).view({1, 1, 2, 2});
+  for (const auto& impl : attention_impls()) {
+    auto options = with_impl(impl);
+    options.scale = 1.0;
+    // 1e-12: two exponentials and a 2-term sum in float64, ~10 ulp of values near 2.
+    EXPECT_TRUE(expect_close(attention(q, k, v, options), expected, 1e-12, 0, impl));
+  }
+  EXPECT_NEAR(expected[0][0][0][0].item<double>(), 1.9975, 1e-4);  // the rounded figures above
+}
+
+TEST(Attention, ImplNamesInFixedOrder) {
+  EXPECT_EQ(attention_impls(), (std::vector<std::string>{"standard", "memory_efficient", "reference"}));
+}
+
+TEST(Attention, OperatorIsRegistered) {
+  auto op = c10::Dispatcher::singleton().findSchema({"qkv::attention", ""});
+  ASSERT_TRUE(op.has_value());
+  EXPECT_EQ(c10::toString(op->schema()),
+            "qkv::attention(Tensor q, Tensor k, Tensor v, Tensor? key_padding_mask, bool causal, "
+            "float? scale, float dropout_p, str impl) -> Tensor");
+}
+
+// Every implementation agrees with the reference on values, masks and causal alignment included;
+// gradient agreement is in test_attention_grad.cpp.
+QKV_DEVICE_TEST(Attention, ImplementationsAgreeWithReference) {
+  torch::manual_seed(1);
+  const auto f64 = torch::TensorOptions().dtype(torch::kDouble).device(device);
+  auto q = torch::randn({2, 3, 5, 4}, f64), k = torch::randn({2, 3, 7, 4}, f64);
+  auto v = torch::randn({2, 3, 7, 6}, f64);
+  auto mask = torch::zeros({2, 7}, f64.dtype(torch::kBool));
+  mask[1].slice(0, 4).fill_(true);
+  for (bool causal : {false, true}) {
+    auto options = with_impl("reference");
+    options.causal = causal;
+    options.key_padding_mask = mask;
+    const auto expected = attention(q, k, v, options);
+    for (const auto& impl : {"standard", "memory_efficient"}) {
+      options.impl = impl;
+      // 1e-12: the same float64 sums in a different order.
+      EXPECT_TRUE(expect_close(attention(q, k, v, options), expected, 1e-12, 0, impl));
+    }
+  }
+}
+
+// Queries aligned to the end of the keys: the last query alone (incremental decoding) sees what
+// the last row of the full causal attention sees.
+QKV_DEVICE_TEST(Attention, CausalAlignsQueriesToTheEnd) {
+  torch::manual_seed(2);
+  const auto f64 = torch::TensorOptions().dtype(torch::kDouble).device(device);
+  auto q = torch::randn({1, 2, 6, 4}, f64), k = torch::randn({1, 2, 6, 4}, f64);
+  auto v = torch::randn({1, 2, 6, 3}, f64);
+  for (const auto& impl : attention_impls()) {
+    auto options = with_impl(impl);
+    options.causal = true;
+    auto full = attention(q, k, v, options);              // [1, 2, 6, 3]
+    auto last = attention(q.slice(2, 4), k, v, options);  // [1, 2, 2, 3]
+    EXPECT_TRUE(expect_close(last, full.slice(2, 4), 1e-12, 0, impl));
+    // The first query sees only the first key: its output is v's first row.
+    EXPECT_TRUE(expect_close(full.select(2, 0), v.select(2, 0), 1e-12, 0, impl));
+  }
+}
+
+QKV_DEVICE_TEST(Attention, FullyMaskedRowIsZeroNotNaN) {
+  torch::manual_seed(3);
+  const auto f64 = torch::TensorOptions().dtype(torch::kDouble).device(device);
+  auto q = torch::randn({2, 2, 3, 4}, f64).requires_grad_();
+  auto k = torch::randn({2, 2, 5, 4}, f64).requires_grad_();
+  auto v = torch::randn({2, 2, 5, 3}, f64).requires_grad_();
+  auto mask = torch::zeros({2, 5}, f64.dtype(torch::kBool));
+  mask[1].fill_(true);  // batch 1: every key is padding
+  for (const auto& impl : attention_impls()) {
+    auto options = with_impl(impl);
+    options.key_padding_mask = mask;
+    auto out = attention(q, k, v, options);
+    EXPECT_TRUE(expect_close(out[1], torch::zeros_like(out[1]), 0, 0, impl + " output"));
+    auto grads = torch::autograd::grad({(out * torch::randn_like(out)).sum()}, {q, k, v});
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_TRUE(expect_close(grads[i][1], torch::zeros_like(grads[i][1]), 0, 0, impl + " grad"));
+      EXPECT_TRUE(torch::isfinite(grads[i]).all().item<bool>()) << impl;
+    }
+  }
+}
+
+TEST(Attention, NoGraphUnderNoGradGuard) {
+  auto q = torch::randn({1, 2, 3, 4}, torch::requires_grad());
+  auto k = torch::randn({1, 2, 3, 4}, torch::requires_grad());
+  auto v = torch::randn({1, 2, 3, 4}, torch::requires_grad());
+  for (const auto& impl : attention_impls()) {
+    torch::NoGradGuard no_grad;
+    auto out = attention(q, k, v, with_impl(impl));
+    EXPECT_FALSE(out.requires_grad()) << impl;
+    EXPECT_EQ(out.grad_fn(), nullptr) << impl;
+  }
+  auto out = attention(q, k, v);  // and a graph with grad mode on
+  EXPECT_TRUE(out.requires_grad());
+  EXPECT_NE(out.grad_fn(), nullptr);
+}
+
+// Expects `call` to throw an error whose message contains `fragment`.
+template <class F>
+void expect_error(F&& call, const std::string& fragment) {
+  try {
+    call();
+    ADD_FAILURE() << "no error; expected one mentioning \"" << fragment << "\"";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
+TEST(Attention, WrongInputsAreRefusedReadably) {
+  auto q = torch::randn({1, 2, 3, 4}), k = torch::randn({1, 2, 5, 4}), v = torch::randn({1, 2, 5, 6});
+  expect_error([&] { attention(q[0], k, v); }, "must be 4-D [B, H, T, D]");
+  expect_error([&] { attention(q, k.slice(3, 0, 3), v); }, "expected q [B, H, Tq, Dk]");
+  expect_error([&] { attention(q, k, v.slice(2, 0, 4)); }, "expected q [B, H, Tq, Dk]");
+  expect_error([&] { attention(q, k, v.to(torch::kDouble)); }, "must share one dtype");
+  expect_error([&] { attention(q.to(torch::kInt), k, v); }, "float32 or float64");
+  expect_error([&] { attention(q, k, v, with_impl("flash")); }, "unknown impl \"flash\"");
+  AttentionOptions options;
+  options.key_padding_mask = torch::zeros({1, 4}, torch::kBool);
+  expect_error([&] { attention(q, k, v, options); }, "key_padding_mask must be [B, Tk] = [1, 5]");
+  options.key_padding_mask = torch::zeros({1, 5});
+  expect_error([&] { attention(q, k, v, options); }, "key_padding_mask must be bool");
+  options = {};
+  options.dropout_p = 1.0;
+  expect_error([&] { attention(q, k, v, options); }, "dropout_p must be in [0, 1)");
+}
+
+QKV_DEVICE_TEST(Attention, EmptyAndSingleLengths) {
+  const auto f32 = torch::TensorOptions().device(device);
+  for (const auto& impl : attention_impls()) {
+    auto none = attention(torch::randn({2, 2, 0, 4}, f32), torch::randn({2, 2, 3, 4}, f32),
+                          torch::randn({2, 2, 3, 5}, f32), with_impl(impl));
+    EXPECT_EQ(none.sizes(), (std::vector<int64_t>{2, 2, 0, 5})) << impl;
+    auto no_keys = attention(torch::randn({2, 2, 3, 4}, f32), torch::randn({2, 2, 0, 4}, f32),
+                             torch::randn({2, 2, 0, 5}, f32), with_impl(impl));
+    EXPECT_TRUE(expect_close(no_keys, torch::zeros({2, 2, 3, 5}, f32), 0, 0, impl));
+    // One key: the softmax is 1 and the output is that key's value.
+    auto v = torch::randn({2, 2, 1, 5}, f32);
+    auto one =
+        attention(torch::randn({2, 2, 3, 4}, f32), torch::randn({2, 2, 1, 4}, f32), v, with_impl(impl));
+    EXPECT_TRUE(expect_close(one, v.expand({2, 2, 3, 5}), 1e-6, 0, impl));  // float32 rounding
+  }
+}
+
+QKV_DEVICE_TEST(Attention, ProbabilitiesAreMaskedDistributions) {
+  torch::manual_seed(4);
+  const auto f64 = torch::TensorOptions().dtype(torch::kDouble).device(device);
+  auto q = torch::randn({2, 2, 4, 3}, f64), k = torch::randn({2, 2, 6, 3}, f64);
+  auto mask = torch::zeros({2, 6}, f64.dtype(torch::kBool));
+  mask[0][5] = true;
+  auto p = attention_probabilities(q, k, mask, /*causal=*/true);  // [2, 2, 4, 6]
+  EXPECT_TRUE(expect_close(p.sum(-1), torch::ones({2, 2, 4}, f64), 1e-12, 0, "row sums"));
+  // Query i (aligned to the end) sees keys <= i + 2; padding key 5 of batch 0 is hidden.
+  auto allowed = torch::ones({4, 6}, f64).tril(2).to(torch::kBool);
+  EXPECT_EQ(p.masked_select(allowed.logical_not()).abs().max().item<double>(), 0.0);
+  EXPECT_EQ(p[0].select(-1, 5).abs().max().item<double>(), 0.0);
+  // The probabilities are those of the reference softmax.
+  auto scores = at::matmul(q, k.transpose(-2, -1)) / std::sqrt(3.0);
+  scores =
+      scores.masked_fill(allowed.logical_not(), -INFINITY).masked_fill(mask.view({2, 1, 1, 6}), -INFINITY);
+  EXPECT_TRUE(expect_close(p, scores.softmax(-1), 1e-12, 0, "probabilities"));
+}
+
+}  // namespace
+}  // namespace qkv
