@@ -90,8 +90,9 @@ torch::Tensor MultiheadAttentionImpl::forward_self(const torch::Tensor& x,
   auto k = split_heads(qkv.narrow(2, qk, qk), heads);         // [B, H, T, Dk]
   auto v = split_heads(qkv.narrow(2, 2 * qk, vv), heads);     // [B, H, T, Dv]
   if (cache != nullptr) {
-    cache->k = cache->defined() ? torch::cat({cache->k, k}, 2) : k.contiguous();  // [B, H, S, Dk]
-    cache->v = cache->defined() ? torch::cat({cache->v, v}, 2) : v.contiguous();  // [B, H, S, Dv]
+    const bool first = !cache->defined();
+    cache->k = first ? k.contiguous() : torch::cat({cache->k, k}, 2);  // [B, H, S, Dk]
+    cache->v = first ? v.contiguous() : torch::cat({cache->v, v}, 2);  // [B, H, S, Dv]
     k = cache->k;
     v = cache->v;
   }
