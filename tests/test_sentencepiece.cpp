@@ -1,0 +1,217 @@
+// SentencePiece through the run-time-loaded shim: training a joint model on generated text, the
+// encode/decode round trip, qkv's special-token layout, and the errors a user can cause.
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "data/codec.h"
+#include "data/sentencepiece.h"
+#include "data/special_tokens.h"
+#include "error.h"
+
+namespace fs = std::filesystem;
+using namespace qkv;
+
+namespace {
+
+// A fresh directory under the system temp dir, removed at the end of the test.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() / fmt::format("qkv_test_spm_{}_{}", ::getpid(), counter()++);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  static int& counter() {
+    static int n = 0;
+    return n;
+  }
+};
+
+void write_file(const fs::path& path, const std::vector<std::string>& lines) {
+  std::ofstream out(path, std::ios::binary);
+  for (const auto& line : lines) out << line << '\n';
+}
+
+// Sentences of a small made-up German/English: enough shared structure for subwords to form.
+std::vector<std::string> make_sentences(const std::vector<std::string>& words, int count, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<std::string> lines;
+  for (int i = 0; i < count; ++i) {
+    std::string line;
+    const int length = 3 + static_cast<int>(rng() % 10);
+    for (int k = 0; k < length; ++k) {
+      if (k > 0) line += ' ';
+      line += words[rng() % words.size()];
+    }
+    lines.push_back(line + (rng() % 2 ? " ." : " ?"));
+  }
+  return lines;
+}
+
+const std::vector<std::string> kGerman = {"der",     "die",    "das",   "Hund",   "Katze",    "läuft",
+                                          "schnell", "über",   "die",   "Straße", "Mädchen",  "spielt",
+                                          "Fußball", "grünen", "Wiese", "Männer", "arbeiten", "zusammen"};
+const std::vector<std::string> kEnglish = {"the",    "a",      "dog",  "cat",   "runs",     "quickly",
+                                           "across", "street", "girl", "plays", "football", "on",
+                                           "green",  "meadow", "men",  "work",  "together", "while"};
+
+// One model per test binary: training takes a fraction of a second, but there is no need to repeat it.
+class SentencePieceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir;
+    german_ = make_sentences(kGerman, 400, 1);
+    english_ = make_sentences(kEnglish, 400, 2);
+    write_file(dir_->path / "train.de", german_);
+    write_file(dir_->path / "train.en", english_);
+    SpmTrainOptions options;
+    options.vocab_size = 160;
+    options.threads = 1;
+    train_sentencepiece({(dir_->path / "train.de").string(), (dir_->path / "train.en").string()},
+                        (dir_->path / "spm").string(), options);
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static std::string model_path() { return (dir_->path / "spm.model").string(); }
+
+  static TempDir* dir_;
+  static std::vector<std::string> german_, english_;
+};
+TempDir* SentencePieceTest::dir_ = nullptr;
+std::vector<std::string> SentencePieceTest::german_, SentencePieceTest::english_;
+
+TEST_F(SentencePieceTest, TrainsAJointModelWithQkvSpecialIds) {
+  EXPECT_TRUE(fs::exists(dir_->path / "spm.vocab"));
+  const SentencePiece spm(model_path());
+  EXPECT_EQ(spm.size(), 160);
+  EXPECT_EQ(spm.id_to_piece(kPadId), kPadToken);
+  EXPECT_EQ(spm.id_to_piece(kBosId), kBosToken);
+  EXPECT_EQ(spm.id_to_piece(kEosId), kEosToken);
+  EXPECT_EQ(spm.id_to_piece(kUnkId), kUnkToken);
+  // Joint: words of both languages are covered without <unk>.
+  for (const std::string line : {"die Katze läuft", "the cat runs"}) {
+    for (const int64_t id : spm.encode(line)) EXPECT_NE(id, kUnkId) << line;
+  }
+}
+
+TEST_F(SentencePieceTest, EncodeDecodeRoundTripsEveryTrainingLine) {
+  const SentencePiece spm(model_path());
+  for (const auto* corpus : {&german_, &english_}) {
+    for (const auto& line : *corpus) {
+      const auto ids = spm.encode(line);
+      ASSERT_FALSE(ids.empty());
+      for (const int64_t id : ids) ASSERT_GT(id, kUnkId) << line;  // no specials, no <unk>
+      EXPECT_EQ(spm.decode(ids), line);
+      EXPECT_EQ(spm.decode_pieces(spm.encode_pieces(line)), line);
+    }
+  }
+}
+
+TEST_F(SentencePieceTest, PiecesAndIdsAgree) {
+  const SentencePiece spm(model_path());
+  for (int64_t id = 0; id < spm.size(); ++id) EXPECT_EQ(spm.piece_to_id(spm.id_to_piece(id)), id);
+  EXPECT_EQ(spm.piece_to_id("no-such-piece"), kUnkId);
+  const auto pieces = spm.encode_pieces("the dog");
+  ASSERT_FALSE(pieces.empty());
+  EXPECT_EQ(pieces.front().rfind("\xe2\x96\x81", 0), 0u);  // word-initial pieces start with U+2581
+  EXPECT_THROW(spm.decode({spm.size()}), std::out_of_range);
+}
+
+TEST_F(SentencePieceTest, UnseenCharactersBecomeUnknownAndDecodeVisibly) {
+  const SentencePiece spm(model_path());
+  const auto ids = spm.encode("der Hund 猫");
+  EXPECT_NE(std::find(ids.begin(), ids.end(), kUnkId), ids.end());
+  EXPECT_NE(spm.decode(ids).find("der Hund"), std::string::npos);
+}
+
+TEST_F(SentencePieceTest, CodecDecodesDetokenizedTextUpToEos) {
+  const CodecPair codecs = make_sentencepiece_codecs([] {
+    DataConfig data;
+    data.tokenizer = Tokenizer::SentencePiece;
+    data.spm_model = model_path();
+    return data;
+  }());
+  EXPECT_EQ(codecs.src.get(), codecs.tgt.get());
+  auto ids = codecs.tgt->encode("the girl plays football .");
+  ids.insert(ids.begin(), kBosId);
+  ids.push_back(kEosId);
+  ids.push_back(codecs.tgt->encode("street").front());  // after </s>: ignored
+  ids.push_back(kPadId);
+  EXPECT_EQ(codecs.tgt->decode(ids), "the girl plays football .");
+  EXPECT_EQ(codecs.src->fingerprint(), codecs.tgt->fingerprint());
+}
+
+TEST_F(SentencePieceTest, ModelsTrainedTwiceOnTheSameDataAreIdentical) {
+  SpmTrainOptions options;
+  options.vocab_size = 160;
+  options.threads = 1;
+  const auto prefix = (dir_->path / "again").string();
+  train_sentencepiece({(dir_->path / "train.de").string(), (dir_->path / "train.en").string()}, prefix,
+                      options);
+  const SentencePieceCodec first{SentencePiece(model_path())};
+  const SentencePieceCodec second{SentencePiece(prefix + ".model")};
+  EXPECT_EQ(first.fingerprint(), second.fingerprint());
+}
+
+TEST(SentencePieceErrors, UnigramModelsTrainToo) {
+  TempDir dir;
+  write_file(dir.path / "text", make_sentences(kEnglish, 300, 3));
+  SpmTrainOptions options;
+  options.vocab_size = 36;  // the unigram trainer's seed pieces bound it for this tiny corpus
+  options.model_type = SpmModelType::Unigram;
+  options.threads = 1;
+  train_sentencepiece({(dir.path / "text").string()}, (dir.path / "uni").string(), options);
+  const SentencePiece spm((dir.path / "uni.model").string());
+  EXPECT_EQ(spm.size(), 36);
+  EXPECT_EQ(spm.decode(spm.encode("the dog runs quickly .")), "the dog runs quickly .");
+}
+
+TEST(SentencePieceErrors, BadInputIsReportedWithFileAndLine) {
+  TempDir dir;
+  write_file(dir.path / "bad", {"fine line", "also fine", "broken \xff byte"});
+  SpmTrainOptions options;
+  options.vocab_size = 50;
+  try {
+    train_sentencepiece({(dir.path / "bad").string()}, (dir.path / "m").string(), options);
+    FAIL() << "invalid UTF-8 was accepted";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("bad:3: invalid UTF-8"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(train_sentencepiece({(dir.path / "missing").string()}, (dir.path / "m").string(), options),
+               DataError);
+}
+
+TEST(SentencePieceErrors, AVocabularyTooLargeForTheDataIsRefused) {
+  TempDir dir;
+  write_file(dir.path / "tiny", {"a b c", "a b d"});
+  SpmTrainOptions options;
+  options.vocab_size = 5000;
+  try {
+    train_sentencepiece({(dir.path / "tiny").string()}, (dir.path / "m").string(), options);
+    FAIL() << "an impossible vocabulary size was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("SentencePiece training failed"), std::string::npos) << e.what();
+  }
+}
+
+TEST(SentencePieceErrors, MissingOrCorruptModelsAreRefused) {
+  TempDir dir;
+  EXPECT_THROW(SentencePiece((dir.path / "none.model").string()), DataError);
+  write_file(dir.path / "junk.model", {"this is not a model"});
+  EXPECT_THROW(SentencePiece((dir.path / "junk.model").string()), DataError);
+  DataConfig data;
+  data.tokenizer = Tokenizer::SentencePiece;
+  EXPECT_THROW(make_sentencepiece_codecs(data), ConfigError);
+}
+
+TEST(SentencePieceErrors, TheShimIsFoundNextToTheProgramOrInTheBuild) {
+  const std::string path = sentencepiece_library_path();
+  EXPECT_TRUE(fs::exists(path)) << path;
+  EXPECT_NE(path.find("libqkv_spm"), std::string::npos) << path;
+}
+
+}  // namespace
