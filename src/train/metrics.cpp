@@ -1,7 +1,10 @@
 // Training reports: see metrics.h.
 #include "train/metrics.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <stdexcept>
 
@@ -18,6 +21,33 @@ void MetricsLog::write(const nlohmann::json& record) {
   out_ << record.dump() << '\n';
   out_.flush();
   if (!out_) throw std::runtime_error(fmt::format("{}: write failed (disk full?)", path_));
+}
+
+Console::Console(std::ostream& out, bool live) : out_(out), live_(live) {}
+
+void Console::clear_status() {
+  if (status_shown_) out_ << "\r\033[K";
+  status_shown_ = false;
+}
+
+void Console::line(const std::string& text) {
+  clear_status();
+  out_ << text << '\n' << std::flush;
+}
+
+void Console::status(const std::string& text) {
+  if (!live_) return;
+  const double now =
+      std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  if (now - last_status_ < 0.25) return;
+  last_status_ = now;
+  clear_status();
+  out_ << text << std::flush;
+  status_shown_ = true;
+}
+
+bool stdout_is_terminal() {
+  return ::isatty(STDOUT_FILENO) == 1;
 }
 
 double perplexity(double nll_per_token) {

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <fstream>
+#include <ostream>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -37,6 +38,25 @@ struct IntervalStats {
   double nll() const { return tokens > 0 ? nll_sum / static_cast<double>(tokens) : 0.0; }
   double tokens_per_second() const { return seconds > 0 ? static_cast<double>(tokens) / seconds : 0.0; }
 };
+
+// The console: whole lines, plus (on a terminal) one status line that is redrawn in place between them.
+class Console {
+ public:
+  Console(std::ostream& out, bool live);
+  void line(const std::string& text);    // printed and kept
+  void status(const std::string& text);  // redrawn in place; ignored unless live (at most ~4 per second)
+  std::ostream& stream() { return out_; }
+
+ private:
+  void clear_status();
+  std::ostream& out_;
+  bool live_;
+  bool status_shown_ = false;
+  double last_status_ = -1.0;
+};
+
+// True when stdout is a terminal (live progress makes sense).
+bool stdout_is_terminal();
 
 // exp(nll), capped so that a diverged run prints a number rather than inf.
 double perplexity(double nll_per_token);

@@ -1,0 +1,186 @@
+// Config -> corpus, codecs and encoded splits: see dataset.h.
+#include "train/dataset.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <ostream>
+
+#include <fmt/format.h>
+
+#include "data/corpus.h"
+#include "data/synthetic.h"
+#include "data/vocab.h"
+#include "error.h"
+
+namespace qkv {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr const char* kStampName = ".qkv-generated.json";
+
+// What determines a generated corpus: if any of it changes, the files are generated again.
+nlohmann::json generation_stamp(const DataConfig& data) {
+  return {{"task", to_string(data.task)},
+          {"train_size", data.train_size},
+          {"dev_size", data.dev_size},
+          {"test_size", data.test_size},
+          {"seed", data.seed},
+          {"src_lang", data.src_lang},
+          {"tgt_lang", data.tgt_lang},
+          {"prefixes", {data.train_prefix, data.dev_prefix, data.test_prefix}}};
+}
+
+bool corpus_files_exist(const DataConfig& data) {
+  for (const auto& prefix : {data.train_prefix, data.dev_prefix, data.test_prefix}) {
+    const auto paths = split_paths(data, prefix);
+    if (!fs::exists(paths.src) || !fs::exists(paths.tgt)) return false;
+  }
+  return true;
+}
+
+nlohmann::json read_stamp(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) return nullptr;
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception&) {
+    return nullptr;  // a damaged stamp means "regenerate"
+  }
+}
+
+std::string join_words(const Tokens& words) {
+  std::string line;
+  for (const auto& w : words) {
+    if (!line.empty()) line += ' ';
+    line += w;
+  }
+  return line;
+}
+
+std::vector<int64_t> truncated(std::vector<int64_t> ids, int64_t max_tokens) {
+  if (max_tokens > 0 && static_cast<int64_t>(ids.size()) > max_tokens)
+    ids.resize(static_cast<size_t>(max_tokens));
+  return ids;
+}
+
+// A Vocab with exactly these tokens in this order, through the vocabulary file format (vocab.h).
+Vocab vocab_from_tokens(const std::vector<std::string>& tokens) {
+  const fs::path path = fs::temp_directory_path() /
+                        fmt::format("qkv-vocab-{}-{}.txt", ::getpid(), static_cast<const void*>(&tokens));
+  write_lines(path.string(), tokens);
+  try {
+    Vocab vocab = Vocab::load(path.string());
+    fs::remove(path);
+    return vocab;
+  } catch (...) {
+    fs::remove(path);
+    throw;
+  }
+}
+
+std::vector<std::string> vocab_tokens(const TextCodec& codec) {
+  std::vector<std::string> tokens;
+  tokens.reserve(static_cast<size_t>(codec.size()));
+  for (int64_t i = 0; i < codec.size(); ++i) tokens.push_back(codec.piece(i));
+  return tokens;
+}
+
+}  // namespace
+
+bool ensure_corpus(const DataConfig& data, std::ostream& log) {
+  if (data.task == DataTask::Files) return false;
+  const fs::path stamp_path = fs::path(data.dir) / kStampName;
+  const auto wanted = generation_stamp(data);
+  if (corpus_files_exist(data) && read_stamp(stamp_path) == wanted) return false;
+  log << fmt::format("[data] generating the {} task into {} ({} train, {} dev, {} test pairs, seed {})\n",
+                     to_string(data.task), data.dir, data.train_size, data.dev_size, data.test_size,
+                     data.seed);
+  fs::create_directories(data.dir);
+  write_generated_corpus(data);
+  std::ofstream(stamp_path) << wanted.dump(2) << '\n';
+  return true;
+}
+
+std::string split_prefix(const DataConfig& data, const std::string& name) {
+  if (name == "train") return data.train_prefix;
+  if (name == "dev") return data.dev_prefix;
+  if (name == "test") return data.test_prefix;
+  throw ConfigError(fmt::format("unknown split \"{}\" (expected train, dev or test)", name));
+}
+
+CodecPair build_codecs(const DataConfig& data, std::ostream& log) {
+  if (data.tokenizer == Tokenizer::SentencePiece) {
+    auto codecs = make_sentencepiece_codecs(data);
+    log << fmt::format("[data] codec: {}\n", codecs.src->name());
+    return codecs;
+  }
+  ParallelCorpus train = read_parallel(split_paths(data, data.train_prefix));
+  filter_pairs(train, data.max_len);
+  CodecPair codecs;
+  if (data.shared_vocab) {
+    TokenCounts counts;
+    counts.add(train.src);
+    counts.add(train.tgt);
+    codecs = make_word_codecs(Vocab::build(counts, data.min_freq));
+    log << fmt::format("[data] shared vocabulary: {}\n", codecs.src->name());
+  } else {
+    codecs = make_word_codecs(Vocab::build(train.src, data.min_freq), Vocab::build(train.tgt, data.min_freq));
+    log << fmt::format("[data] vocabularies: source {}, target {}\n", codecs.src->name(), codecs.tgt->name());
+  }
+  return codecs;
+}
+
+nlohmann::json codecs_to_json(const DataConfig& data, const CodecPair& codecs) {
+  if (data.tokenizer == Tokenizer::SentencePiece)
+    return {{"kind", "sentencepiece"}, {"model", data.spm_model}, {"fingerprint", codecs.src->fingerprint()}};
+  nlohmann::json record = {{"kind", "word"}, {"shared", codecs.src == codecs.tgt}};
+  record["src"] = vocab_tokens(*codecs.src);
+  if (codecs.src != codecs.tgt) record["tgt"] = vocab_tokens(*codecs.tgt);
+  return record;
+}
+
+CodecPair codecs_from_json(const DataConfig& data, const nlohmann::json& record) {
+  try {
+    if (record.at("kind") == "sentencepiece") {
+      auto codecs = make_sentencepiece_codecs(data);
+      if (codecs.src->fingerprint() != record.at("fingerprint").get<uint64_t>())
+        throw CheckpointError(
+            fmt::format("{}: the SentencePiece model differs from the one this checkpoint was "
+                        "trained with (fingerprint mismatch)",
+                        data.spm_model));
+      return codecs;
+    }
+    auto src = vocab_from_tokens(record.at("src").get<std::vector<std::string>>());
+    if (record.at("shared").get<bool>()) return make_word_codecs(std::move(src));
+    return make_word_codecs(std::move(src),
+                            vocab_from_tokens(record.at("tgt").get<std::vector<std::string>>()));
+  } catch (const nlohmann::json::exception& e) {
+    throw CheckpointError(fmt::format("the checkpoint's vocabulary record is unusable ({})", e.what()));
+  } catch (const DataError& e) {
+    throw CheckpointError(fmt::format("the checkpoint's vocabulary is invalid ({})", e.what()));
+  }
+}
+
+Split load_split(const DataConfig& data, const std::string& name, const CodecPair& codecs, int64_t max_tokens,
+                 std::ostream& log) {
+  ParallelCorpus corpus = read_parallel(split_paths(data, split_prefix(data, name)));
+  if (name == "train") {
+    const FilterStats stats = filter_pairs(corpus, data.max_len);
+    if (stats.too_long + stats.empty > 0) log << fmt::format("[data] train: {}\n", stats.summary());
+  }
+  Split split;
+  split.name = name;
+  split.examples.reserve(corpus.size());
+  for (size_t i = 0; i < corpus.size(); ++i) {
+    split.src_text.push_back(join_words(corpus.src[i]));
+    split.ref_text.push_back(join_words(corpus.tgt[i]));
+    split.examples.push_back({truncated(codecs.src->encode(split.src_text.back()), max_tokens),
+                              truncated(codecs.tgt->encode(split.ref_text.back()), max_tokens)});
+  }
+  return split;
+}
+
+}  // namespace qkv

@@ -1,0 +1,68 @@
+// One optimizer step: see train_step.h.
+#include "train/train_step.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "data/special_tokens.h"
+#include "train/flops.h"
+#include "train/loss.h"
+
+namespace qkv {
+namespace {
+
+// ‖g‖₂ over every parameter's gradient, as one number (parameters without a gradient count as zero).
+torch::Tensor total_grad_norm(const std::vector<torch::Tensor>& parameters) {
+  std::vector<torch::Tensor> norms;
+  for (const auto& p : parameters)
+    if (p.grad().defined()) norms.push_back(p.grad().norm(2).to(torch::kFloat));
+  if (norms.empty()) return torch::zeros({});
+  return torch::stack(norms).norm(2);
+}
+
+}  // namespace
+
+void set_learning_rate(torch::optim::Adam& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups())
+    static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+}
+
+StepResult train_step(Transformer& model, torch::optim::Adam& optimizer, const std::vector<Batch>& batches,
+                      const StepOptions& options) {
+  model->train();
+  optimizer.zero_grad();
+  StepResult result;
+  for (const auto& batch : batches) result.tokens += batch.tgt_tokens;
+  // Each batch's summed loss is divided by the tokens of the whole step, so the accumulated gradient is
+  // that of the mean over all of them, however they were split into batches.
+  const double scale = 1.0 / static_cast<double>(std::max<int64_t>(result.tokens, 1));
+  for (const auto& batch : batches) {
+    auto logits = model->forward(batch.src, batch.tgt_in);  // [B, T, V]
+    auto loss = label_smoothed_cross_entropy(logits, batch.tgt_out, options.label_smoothing, kPadId);
+    (loss.loss * scale).backward();
+    result.loss_sum += loss.loss.item<double>();
+    result.nll_sum += loss.nll.item<double>();
+    result.sentences += batch.size();
+    result.flops += training_flops(model->config(), model->tgt_vocab(), batch.src.size(0), batch.src.size(1),
+                                   batch.tgt_in.size(1));
+  }
+  const auto parameters = model->parameters();
+  result.grad_norm = total_grad_norm(parameters).item<double>();
+  result.finite = std::isfinite(result.loss_sum) && std::isfinite(result.grad_norm);
+  if (!result.finite) {
+    optimizer.zero_grad();
+    return result;
+  }
+  if (options.clip_norm > 0 && result.grad_norm > options.clip_norm) {
+    torch::NoGradGuard no_grad;
+    const double factor = options.clip_norm / (result.grad_norm + 1e-6);
+    for (auto& p : parameters)
+      if (p.grad().defined()) p.grad().mul_(factor);
+  }
+  set_learning_rate(optimizer, options.lr);
+  optimizer.step();
+  return result;
+}
+
+}  // namespace qkv

@@ -1,0 +1,41 @@
+// One optimizer step (Vaswani et al. 2017, §5.3): forward and backward over `update_freq` batches,
+// gradients accumulated and normalised by the total number of target tokens (so two half batches give
+// the gradient of the whole batch), the gradient norm measured (and clipped when clip_norm > 0), then
+// Adam at the step's learning rate. A non-finite loss or gradient skips the update: parameters and
+// optimizer state stay exactly as they were.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <torch/optim/adam.h>
+
+#include "data/batching.h"
+#include "model/transformer.h"
+
+namespace qkv {
+
+struct StepOptions {
+  double label_smoothing = 0.1;
+  double clip_norm = 0.0;  // 0 = no clipping
+  double lr = 1e-3;
+};
+
+struct StepResult {
+  double loss_sum = 0.0;  // smoothed loss over the step's target tokens
+  double nll_sum = 0.0;
+  int64_t tokens = 0;  // non-padding target tokens
+  int64_t sentences = 0;
+  double grad_norm = 0.0;  // L2 norm of the whole gradient, before clipping
+  bool finite = true;      // false: the update was skipped
+  double flops = 0.0;      // training FLOPs of the step's batches (flops.h)
+};
+
+// `batches` all go into one update. The model is put in training mode.
+StepResult train_step(Transformer& model, torch::optim::Adam& optimizer, const std::vector<Batch>& batches,
+                      const StepOptions& options);
+
+// Sets the learning rate of every parameter group.
+void set_learning_rate(torch::optim::Adam& optimizer, double lr);
+
+}  // namespace qkv
