@@ -1,0 +1,204 @@
+// The binarized corpus: text -> ids -> .bin -> memory map gives back exactly the ids the codecs
+// produce, for both token widths; damaged, stale or mismatched files are refused with their path.
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "data/binarize.h"
+#include "data/binarized.h"
+#include "data/codec.h"
+#include "data/special_tokens.h"
+#include "error.h"
+
+namespace fs = std::filesystem;
+using namespace qkv;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() / fmt::format("qkv_test_bin_{}_{}", ::getpid(), counter++);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+void write_file(const fs::path& path, const std::vector<std::string>& lines) {
+  std::ofstream out(path, std::ios::binary);
+  for (const auto& line : lines) out << line << '\n';
+}
+
+// `count` lines of words w0..w{types-1}, 0 to 12 words each (so some lines are blank).
+std::vector<std::string> random_lines(int count, int types, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<std::string> lines;
+  for (int i = 0; i < count; ++i) {
+    std::string line;
+    for (int k = static_cast<int>(rng() % 13); k > 0; --k)
+      line += fmt::format("{}w{}", line.empty() ? "" : " ", rng() % types);
+    lines.push_back(line);
+  }
+  return lines;
+}
+
+struct Fixture {
+  TempDir dir;
+  SplitPaths text;
+  CodecPair codecs;
+  std::vector<std::string> src, tgt;
+
+  explicit Fixture(int pairs = 300, int types = 50) {
+    src = random_lines(pairs, types, 1);
+    tgt = random_lines(pairs, types, 2);
+    text = split_paths(dir.path.string(), "train", "de", "en");
+    write_file(text.src, src);
+    write_file(text.tgt, tgt);
+    codecs = make_word_codecs(build_word_vocab({text.src, text.tgt}, 1));
+  }
+  std::string bin() const { return binarized_path(dir.path.string(), "train", "de", "en"); }
+};
+
+void expect_same_ids(const BinarizedCorpus& corpus, const Fixture& f) {
+  ASSERT_EQ(corpus.size(), static_cast<int64_t>(f.src.size()));
+  for (int64_t i = 0; i < corpus.size(); ++i) {
+    EXPECT_EQ(corpus.src(i).to_vector(), f.codecs.src->encode(f.src[i])) << "pair " << i;
+    EXPECT_EQ(corpus.tgt(i).to_vector(), f.codecs.tgt->encode(f.tgt[i])) << "pair " << i;
+    EXPECT_EQ(corpus.src_length(i), corpus.src(i).size());
+    EXPECT_EQ(corpus.tgt_length(i), corpus.tgt(i).size());
+  }
+}
+
+TEST(Binarized, RoundTripKeepsEveryPairInOrder) {
+  Fixture f;
+  const BinarizeReport report = binarize_split(f.text, f.bin(), *f.codecs.src, *f.codecs.tgt);
+  EXPECT_EQ(report.pairs, 300);
+  EXPECT_GT(report.empty_pairs, 0);  // blank lines are kept, aligned with the text
+  EXPECT_EQ(report.src_unknown, 0);
+  EXPECT_FALSE(fs::exists(f.bin() + ".tmp"));
+  const BinarizedCorpus corpus(f.bin());
+  EXPECT_EQ(corpus.header().token_bytes, 2u);
+  EXPECT_EQ(static_cast<int64_t>(corpus.header().tokens), report.src_tokens + report.tgt_tokens);
+  EXPECT_EQ(corpus.file_bytes(), report.file_bytes);
+  expect_same_ids(corpus, f);
+  EXPECT_NO_THROW(corpus.check_codecs(*f.codecs.src, *f.codecs.tgt));
+  EXPECT_NO_THROW(corpus.check_text(f.text));
+}
+
+TEST(Binarized, VocabulariesOver65536UseFourByteIds) {
+  Fixture f(400, 70000);
+  std::vector<std::string> every_word;
+  for (int i = 0; i < 70000; ++i) every_word.push_back(fmt::format("w{}", i));
+  TokenCounts counts;
+  counts.add(every_word);
+  const WordCodec wide(Vocab::build(counts, 1));
+  ASSERT_GT(wide.size(), 65536);
+  binarize_split(f.text, f.bin(), wide, wide);
+  const BinarizedCorpus corpus(f.bin());
+  EXPECT_EQ(corpus.header().token_bytes, 4u);
+  int64_t beyond_uint16 = 0;
+  for (int64_t i = 0; i < corpus.size(); ++i) {
+    const auto ids = corpus.src(i).to_vector();
+    ASSERT_EQ(ids, wide.encode(f.src[i]));
+    ASSERT_EQ(corpus.tgt(i).to_vector(), wide.encode(f.tgt[i]));
+    beyond_uint16 += std::count_if(ids.begin(), ids.end(), [](int64_t id) { return id > 65535; });
+  }
+  EXPECT_GT(beyond_uint16, 0);  // the wide path was exercised
+}
+
+TEST(Binarized, MovedCorpusStaysReadable) {
+  Fixture f(20);
+  binarize_split(f.text, f.bin(), *f.codecs.src, *f.codecs.tgt);
+  BinarizedCorpus a(f.bin());
+  BinarizedCorpus b(std::move(a));
+  expect_same_ids(b, f);
+}
+
+TEST(Binarized, WriterRefusesIdsOutsideTheVocabularyAndLeavesNoFile) {
+  Fixture f(5);
+  {
+    BinarizedWriter writer(f.bin(), *f.codecs.src, *f.codecs.tgt);
+    writer.add({kUnkId + 1}, {kUnkId + 1});
+    EXPECT_THROW(writer.add({f.codecs.src->size()}, {4}), std::out_of_range);
+    EXPECT_THROW(writer.add({4}, {-1}), std::out_of_range);
+  }
+  EXPECT_FALSE(fs::exists(f.bin()));
+  EXPECT_FALSE(fs::exists(f.bin() + ".tmp"));
+}
+
+TEST(Binarized, EmptyCorpusIsValid) {
+  Fixture f(0);
+  binarize_split(f.text, f.bin(), *f.codecs.src, *f.codecs.tgt);
+  EXPECT_EQ(BinarizedCorpus(f.bin()).size(), 0);
+}
+
+// Copies the file with `edit` applied to its bytes and expects opening it to fail with `needle`.
+void expect_refused(const std::string& path, const std::function<void(std::string&)>& edit,
+                    const std::string& needle) {
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  edit(bytes);
+  const std::string damaged = path + ".damaged";
+  std::ofstream(damaged, std::ios::binary) << bytes;
+  try {
+    BinarizedCorpus corpus(damaged);
+    ADD_FAILURE() << "accepted a damaged file (" << needle << ")";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find(damaged), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(Binarized, DamagedFilesAreRefused) {
+  Fixture f(50);
+  binarize_split(f.text, f.bin(), *f.codecs.src, *f.codecs.tgt);
+  expect_refused(
+      f.bin(), [](std::string& b) { b[0] = 'X'; }, "magic");
+  expect_refused(
+      f.bin(), [](std::string& b) { b[8] = 9; }, "version");
+  expect_refused(
+      f.bin(), [](std::string& b) { b.resize(b.size() - 8); }, "truncated");
+  expect_refused(
+      f.bin(), [](std::string& b) { b.resize(100); }, "too short");
+  expect_refused(
+      f.bin(),
+      [](std::string& b) {
+        const size_t first_offset = b.size() - 8 * (2 * 50 + 1);
+        b[first_offset + 8 * 3] = static_cast<char>(0xff);  // off[3] jumps past off[4]
+      },
+      "offsets decrease");
+  EXPECT_THROW(BinarizedCorpus((f.dir.path / "absent.bin").string()), DataError);
+}
+
+TEST(Binarized, MismatchedCodecsAndStaleTextAreDetected) {
+  Fixture f(100);
+  binarize_split(f.text, f.bin(), *f.codecs.src, *f.codecs.tgt);
+  const BinarizedCorpus corpus(f.bin());
+  TokenCounts counts;
+  counts.add(std::vector<std::string>{"other", "words"});
+  const WordCodec other(Vocab::build(counts, 1));
+  EXPECT_THROW(corpus.check_codecs(other, *f.codecs.tgt), DataError);
+  EXPECT_THROW(corpus.check_codecs(*f.codecs.src, other), DataError);
+
+  auto changed = f.tgt;
+  changed[0] += " w1";
+  write_file(f.text.tgt, changed);
+  EXPECT_THROW(corpus.check_text(f.text), DataError);
+  write_file(f.text.tgt, f.tgt);
+  EXPECT_NO_THROW(corpus.check_text(f.text));
+  fs::remove(f.text.src);  // text deleted to save space: nothing to compare with
+  EXPECT_NO_THROW(corpus.check_text(f.text));
+}
+
+TEST(Binarized, PathsFollowTheSplitAndLanguagePair) {
+  EXPECT_EQ(binarized_path("data/wmt14", "train", "en", "de"), "data/wmt14/train.en-de.bin");
+}
+
+}  // namespace
