@@ -1,0 +1,63 @@
+// Thread plans: never more threads running at once than the cores given, for every BLAS build; and
+// configure_threads applies the plan for the BLAS actually loaded.
+#include <iostream>
+
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+
+#include "train/threads.h"
+
+namespace qkv {
+namespace {
+
+// Threads that can run at once: both pools use the calling thread, and the OpenMP build of OpenBLAS
+// runs on ATen's pool.
+int running_threads(const ThreadPlan& plan, BlasBackend backend) {
+  return backend == BlasBackend::OpenBlasOpenMP ? std::max(plan.aten, plan.blas) : plan.aten + plan.blas - 1;
+}
+
+TEST(ThreadPlan, NeverOversubscribes) {
+  for (BlasBackend backend : {BlasBackend::OpenBlasOpenMP, BlasBackend::OpenBlasPthread,
+                              BlasBackend::OpenBlasSerial, BlasBackend::Other}) {
+    for (int cores : {1, 2, 3, 8, 64}) {
+      const ThreadPlan plan = plan_threads(cores, backend);
+      SCOPED_TRACE(testing::Message() << "backend " << static_cast<int>(backend) << ", cores " << cores);
+      EXPECT_GE(plan.aten, 1);
+      EXPECT_GE(plan.blas, 1);
+      EXPECT_EQ(running_threads(plan, backend), cores);  // all cores used, none oversubscribed
+    }
+  }
+}
+
+TEST(ThreadPlan, FollowsTheMeasurements) {
+  // OpenMP build: one pool for both.
+  EXPECT_EQ(plan_threads(2, BlasBackend::OpenBlasOpenMP).aten, 2);
+  EXPECT_EQ(plan_threads(2, BlasBackend::OpenBlasOpenMP).blas, 2);
+  // pthread build: the cores go to BLAS.
+  EXPECT_EQ(plan_threads(2, BlasBackend::OpenBlasPthread).aten, 1);
+  EXPECT_EQ(plan_threads(2, BlasBackend::OpenBlasPthread).blas, 2);
+  // A single-threaded BLAS: the cores go to ATen.
+  EXPECT_EQ(plan_threads(2, BlasBackend::Other).aten, 2);
+  EXPECT_EQ(plan_threads(0, BlasBackend::Other).aten, 1);  // nonsense in, one thread out
+}
+
+TEST(ConfigureThreads, AppliesThePlanForTheLoadedBlas) {
+  const BlasBackend backend = detect_blas();
+  for (int n : {1, 2}) {
+    configure_threads(n);
+    EXPECT_EQ(at::get_num_threads(), plan_threads(n, backend).aten) << "--threads " << n;
+  }
+  configure_threads(0);
+  EXPECT_EQ(at::get_num_threads(), plan_threads(available_cores(), backend).aten);
+  const std::string line = describe_threads();
+  std::cout << line << "\n";  // shows in the test log which BLAS ran
+  EXPECT_EQ(line.rfind("threads: aten=", 0), 0u) << line;
+  EXPECT_EQ(line.find("(OpenBLAS ") != std::string::npos, backend != BlasBackend::Other) << line;
+}
+
+TEST(AvailableCores, AtLeastOne) {
+  EXPECT_GE(available_cores(), 1);
+}
+
+}  // namespace
+}  // namespace qkv
