@@ -196,5 +196,68 @@ QKV_DEVICE_TEST(Attention, ProbabilitiesAreMaskedDistributions) {
   EXPECT_TRUE(expect_close(p, scores.softmax(-1), 1e-12, 0, "probabilities"));
 }
 
+AttentionOptions with_dropout(const std::string& impl, double p) {
+  auto options = with_impl(impl);
+  options.dropout_p = p;
+  return options;
+}
+
+// The dropout mask comes from a seed drawn from the default generator: torch::manual_seed makes it
+// reproducible, another seed changes it, and grad mode does not change which mask is drawn.
+QKV_DEVICE_TEST(AttentionDropout, SameSeedSameResult) {
+  torch::manual_seed(5);
+  const auto f32 = torch::TensorOptions().device(device);
+  auto q = torch::randn({2, 2, 8, 4}, f32), k = torch::randn({2, 2, 8, 4}, f32);
+  auto v = torch::randn({2, 2, 8, 4}, f32);
+  for (const auto& impl : attention_impls()) {
+    const auto options = with_dropout(impl, 0.5);
+    torch::manual_seed(42);
+    auto first = attention(q, k, v, options);
+    torch::manual_seed(42);
+    auto again = attention(q, k, v, options);
+    EXPECT_TRUE(torch::equal(first, again)) << impl;
+    torch::manual_seed(43);
+    EXPECT_FALSE(torch::equal(first, attention(q, k, v, options))) << impl;
+    torch::manual_seed(42);
+    auto with_grad = attention(q.clone().requires_grad_(), k, v, options);
+    EXPECT_TRUE(torch::equal(first, with_grad.detach())) << impl;
+  }
+}
+
+// All implementations regenerate the same mask from the same seed, so they agree under dropout.
+QKV_DEVICE_TEST(AttentionDropout, ImplementationsDropTheSameProbabilities) {
+  torch::manual_seed(6);
+  const auto f64 = torch::TensorOptions().dtype(torch::kDouble).device(device);
+  auto q = torch::randn({2, 2, 9, 4}, f64), k = torch::randn({2, 2, 11, 4}, f64);
+  auto v = torch::randn({2, 2, 11, 3}, f64);
+  torch::manual_seed(7);
+  auto expected = attention(q, k, v, with_dropout("reference", 0.3));
+  for (const auto& impl : {"standard", "memory_efficient"}) {
+    torch::manual_seed(7);
+    // 1e-12: the same float64 sums in a different order.
+    EXPECT_TRUE(expect_close(attention(q, k, v, with_dropout(impl, 0.3)), expected, 1e-12, 0, impl));
+  }
+}
+
+// With q = 0 every probability is 1/Tk, and with V = I the output is the dropped, rescaled
+// probability matrix itself: P ∘ M / (1 - p). So its zeros count the dropped entries.
+QKV_DEVICE_TEST(AttentionDropout, DropsTheRequestedFractionAndRescales) {
+  const int64_t tk = 64;
+  const double p = 0.25;
+  const auto f64 = torch::TensorOptions().dtype(torch::kDouble).device(device);
+  auto q = torch::zeros({2, 4, 64, 8}, f64), k = torch::randn({2, 4, tk, 8}, f64);
+  auto v = torch::eye(tk, f64).expand({2, 4, tk, tk});
+  for (const auto& impl : attention_impls()) {
+    torch::manual_seed(8);
+    auto out = attention(q, k, v, with_dropout(impl, p));  // [2, 4, 64, Tk]
+    const double dropped = out.eq(0.0).to(torch::kDouble).mean().item<double>();
+    // 32768 Bernoulli(0.25) draws: standard deviation 0.0024, so 0.015 is six of them.
+    EXPECT_NEAR(dropped, p, 0.015) << impl;
+    // Kept entries are 1/Tk scaled by 1/(1 - p).
+    auto kept = out.masked_select(out.ne(0.0));
+    EXPECT_TRUE(expect_close(kept, torch::full_like(kept, 1.0 / (tk * (1 - p))), 1e-15, 0, impl));
+  }
+}
+
 }  // namespace
 }  // namespace qkv

@@ -1,0 +1,172 @@
+// Gradients of scaled dot-product attention (src/model/attention.h), two ways:
+//   1. finite differences in float64 (support.h's gradcheck) for every implementation and every
+//      mask situation: padding, causal, Tq ≠ Tk, Dk ≠ Dv, T = 1, a fully masked row, dropout;
+//   2. agreement of standard and memory_efficient with the reference (composite ops under
+//      autograd) in outputs and in gradients for a random upstream gradient, on shapes large
+//      enough to span several tiles and key blocks.
+//
+// Dimensions: B = batch, H = heads, Tq, Tk = query and key lengths, Dk, Dv = widths.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "model/attention.h"
+#include "support.h"
+
+namespace qkv {
+namespace {
+
+struct Case {
+  std::string name;
+  int64_t b, h, tq, tk, dk, dv;
+  bool causal = false;
+  int64_t padded_keys = 0;  // the last keys of batch 1 that are padding
+  double dropout_p = 0.0;
+  std::optional<double> scale;  // default 1/sqrt(Dk)
+
+  Case(std::string name, int64_t b, int64_t h, int64_t tq, int64_t tk, int64_t dk, int64_t dv)
+      : name(std::move(name)), b(b), h(h), tq(tq), tk(tk), dk(dk), dv(dv) {}
+  Case with_causal() const {
+    auto c = *this;
+    c.causal = true;
+    return c;
+  }
+  Case with_padding(int64_t keys) const {
+    auto c = *this;
+    c.padded_keys = keys;
+    return c;
+  }
+  Case with_dropout(double p) const {
+    auto c = *this;
+    c.dropout_p = p;
+    return c;
+  }
+  Case with_scale(double s) const {
+    auto c = *this;
+    c.scale = s;
+    return c;
+  }
+};
+
+// GoogleTest prints a failing parameter with this instead of its bytes.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
+// Runs attention on (q, k, v) with the case's masks; with dropout, reseeds first so that every
+// evaluation draws the same dropout mask (finite differences need a fixed function).
+torch::Tensor run(const Case& c, const std::string& impl, const torch::Tensor& q, const torch::Tensor& k,
+                  const torch::Tensor& v) {
+  AttentionOptions options;
+  options.impl = impl;
+  options.causal = c.causal;
+  options.scale = c.scale;
+  options.dropout_p = c.dropout_p;
+  if (c.padded_keys > 0) {
+    auto mask = torch::zeros({c.b, c.tk}, q.options().dtype(torch::kBool));  // [B, Tk]
+    mask[1].slice(0, c.tk - c.padded_keys).fill_(true);
+    options.key_padding_mask = mask;
+  }
+  if (c.dropout_p > 0) torch::manual_seed(1234);
+  return attention(q, k, v, options);
+}
+
+std::vector<torch::Tensor> inputs(const Case& c, torch::Dtype dtype, uint64_t seed) {
+  torch::manual_seed(seed);
+  const auto options = torch::TensorOptions().dtype(dtype).requires_grad(true);
+  return {torch::randn({c.b, c.h, c.tq, c.dk}, options), torch::randn({c.b, c.h, c.tk, c.dk}, options),
+          torch::randn({c.b, c.h, c.tk, c.dv}, options)};
+}
+
+const std::vector<Case>& gradcheck_cases() {
+  static const std::vector<Case> cases = {
+      Case("plain", 2, 2, 3, 4, 3, 3),
+      Case("padding", 2, 2, 3, 4, 3, 3).with_padding(2),
+      Case("causal", 2, 2, 4, 4, 3, 3).with_causal(),
+      Case("causal_decode_tq_lt_tk", 2, 2, 2, 5, 3, 3).with_causal(),
+      Case("tq_gt_tk", 1, 2, 5, 3, 3, 3),
+      Case("dk_ne_dv", 2, 2, 3, 4, 2, 5),
+      Case("single_step", 2, 2, 1, 1, 3, 3),
+      Case("fully_masked_row", 2, 2, 3, 4, 3, 3).with_padding(4),
+      Case("causal_padding", 2, 2, 4, 4, 3, 3).with_causal().with_padding(1),
+      Case("scale_one", 1, 2, 3, 4, 3, 3).with_scale(1.0),
+      Case("dropout", 2, 2, 3, 4, 3, 3).with_dropout(0.3),
+      Case("dropout_causal_padding", 2, 2, 4, 5, 3, 2).with_causal().with_padding(2).with_dropout(0.5),
+  };
+  return cases;
+}
+
+class AttentionGradcheck : public ::testing::TestWithParam<std::tuple<std::string, Case>> {};
+
+TEST_P(AttentionGradcheck, MatchesFiniteDifferences) {
+  const auto& [impl, c] = GetParam();
+  test::GradcheckOptions options;
+  // Central differences with eps = 1e-6 in float64: truncation error ~eps²·|f'''| ≈ 1e-12 and
+  // rounding error ~1e-16·|L| / eps ≈ 1e-10·|L|, with |L| = O(10) here: 1e-8 + 1e-6 relative
+  // leaves two orders of magnitude of margin while a wrong formula is off by O(1).
+  options.atol = 1e-8;
+  options.rtol = 1e-6;
+  EXPECT_TRUE(
+      test::gradcheck([&](const std::vector<torch::Tensor>& x) { return run(c, impl, x[0], x[1], x[2]); },
+                      inputs(c, torch::kDouble, 7), options));
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryImplementation, AttentionGradcheck,
+                         ::testing::Combine(::testing::ValuesIn(attention_impls()),
+                                            ::testing::ValuesIn(gradcheck_cases())),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
+                         });
+
+// Output and gradients (for a random upstream gradient G, never just .sum()) of `impl` against
+// the reference on the same inputs.
+void expect_agreement(const Case& c, const std::string& impl, torch::Dtype dtype, double tolerance) {
+  auto x = inputs(c, dtype, 11);
+  auto x_ref = inputs(c, dtype, 11);
+  auto out = run(c, impl, x[0], x[1], x[2]);
+  auto out_ref = run(c, "reference", x_ref[0], x_ref[1], x_ref[2]);
+  ASSERT_TRUE(test::expect_close(out, out_ref, tolerance, 0, impl + " " + c.name + " output"));
+  auto upstream = torch::randn_like(out);
+  auto grads = torch::autograd::grad({(out * upstream).sum()}, x);
+  auto grads_ref = torch::autograd::grad({(out_ref * upstream).sum()}, x_ref);
+  const char* names[] = {"dQ", "dK", "dV"};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(
+        test::expect_close(grads[i], grads_ref[i], tolerance, 0, impl + " " + c.name + " " + names[i]));
+  }
+}
+
+// Big enough for several tiles: a 520-key row splits into three 256-key blocks in the
+// memory-efficient implementation and into several query blocks in both.
+const std::vector<Case>& agreement_cases() {
+  static const std::vector<Case> cases = {
+      Case("plain", 1, 3, 520, 520, 16, 16),
+      Case("padding_causal", 2, 2, 300, 520, 16, 8).with_causal().with_padding(100),
+      Case("fully_masked_row", 2, 1, 64, 300, 8, 8).with_padding(300),
+      Case("dropout", 2, 2, 200, 300, 16, 16).with_causal().with_padding(30).with_dropout(0.2),
+  };
+  return cases;
+}
+
+class AttentionAgreement : public ::testing::TestWithParam<std::tuple<std::string, Case>> {};
+
+// float64: the implementations sum the same products in different orders (blocked online
+// softmax, tiles), so they differ by rounding only: ~1e-14 relative; 1e-10 is the bound asked for.
+TEST_P(AttentionAgreement, Float64Within1e10) {
+  const auto& [impl, c] = GetParam();
+  expect_agreement(c, impl, torch::kDouble, 1e-10);
+}
+
+// float32: the same reorderings at ~1e-7 relative rounding over sums of a few hundred terms of
+// O(1) values; 1e-5 absolute is the bound asked for.
+TEST_P(AttentionAgreement, Float32Within1e5) {
+  const auto& [impl, c] = GetParam();
+  expect_agreement(c, impl, torch::kFloat, 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(HandWritten, AttentionAgreement,
+                         ::testing::Combine(::testing::Values("standard", "memory_efficient"),
+                                            ::testing::ValuesIn(agreement_cases())),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
+                         });
+
+}  // namespace
+}  // namespace qkv
