@@ -247,7 +247,7 @@ TEST_F(ConfigFiles, ResolveAppliesOverridesThenValidates) {
 
 TEST(ShippedConfigs, EveryConfigLoadsAndValidates) {
   int count = 0;
-  for (const auto& entry : fs::directory_iterator(fs::path(QKV_SOURCE_DIR) / "configs")) {
+  for (const auto& entry : fs::recursive_directory_iterator(fs::path(QKV_SOURCE_DIR) / "configs")) {
     if (entry.path().extension() != ".json") continue;
     SCOPED_TRACE(entry.path().string());
     EXPECT_NO_THROW(resolve_config(entry.path().string()));
