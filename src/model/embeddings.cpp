@@ -50,9 +50,6 @@ EmbeddingsImpl::EmbeddingsImpl(const EmbeddingsOptions& options, torch::Tensor s
   }
   if (options_.positional == Positional::Learned) {
     positions = register_parameter("positions", torch::empty({options_.max_len, options_.d_model}));
-  } else {
-    positions = register_buffer("positions",
-                                sinusoidal_positions(options_.max_len, options_.d_model).to(torch::kFloat32));
   }
   reset_parameters(InitScheme::XavierUniform);
 }
@@ -70,6 +67,11 @@ torch::Tensor EmbeddingsImpl::forward(const torch::Tensor& tokens, int64_t offse
               fmt::format("a sequence of {} positions does not fit model.max_len = {}; shorten the input or "
                           "raise model.max_len",
                           offset + length, options_.max_len));
+  if (options_.positional == Positional::Sinusoidal &&
+      (!positions.defined() || positions.dtype() != weight.dtype() ||
+       positions.device() != weight.device())) {
+    positions = sinusoidal_positions(options_.max_len, options_.d_model).to(weight.options());  // [L, C]
+  }
   auto x = torch::embedding(weight, tokens) * scale_;  // [B, T, C]
   x = x + positions.narrow(0, offset, length);         // + [T, C], broadcast over B
   return options_.dropout > 0 ? torch::dropout(x, options_.dropout, is_training()) : x;

@@ -4,6 +4,8 @@
 // Positions are either the paper's sinusoids, interleaved PE(pos, 2i) = sin(pos / 10000^(2i/C)),
 // PE(pos, 2i+1) = cos(pos / 10000^(2i/C)) (a buffer, no parameters), or learned (Table 3 row E: a
 // [max_len, C] parameter). Sequences longer than max_len are refused: the table has no row for them.
+// The sinusoid table is not a parameter or buffer (nothing to save): it is computed in float64 and
+// cached in the weight's dtype and device at the first forward, exact to that dtype's precision.
 //
 // Dimensions: B = batch, T = sequence length, C = d_model, V = vocabulary, L = max_len.
 #pragma once
@@ -44,7 +46,7 @@ class EmbeddingsImpl : public torch::nn::Module {
   const EmbeddingsOptions& options() const { return options_; }
 
   torch::Tensor weight;     // [V, C]
-  torch::Tensor positions;  // [L, C]: buffer "positions" (sinusoidal) or parameter "positions" (learned)
+  torch::Tensor positions;  // [L, C]: parameter "positions" (learned), or the cached sinusoid table
 
  private:
   EmbeddingsOptions options_;
