@@ -14,6 +14,8 @@
 #include "data/binarized.h"
 #include "data/codec.h"
 #include "data/special_tokens.h"
+#include "data/text_clean.h"
+#include "data/utf8.h"
 #include "error.h"
 
 namespace fs = std::filesystem;
@@ -49,6 +51,17 @@ std::vector<std::string> random_lines(int count, int types, unsigned seed) {
   return lines;
 }
 
+// A word vocabulary over the cleaned lines of `paths`, read as binarize reads them.
+Vocab build_word_vocab(const std::vector<std::string>& paths) {
+  TokenCounts counts;
+  std::string line;
+  for (const auto& path : paths) {
+    LineReader reader(path);
+    while (reader.next(line)) counts.add(utf8::split_words(line));
+  }
+  return Vocab::build(counts, 1);
+}
+
 struct Fixture {
   TempDir dir;
   SplitPaths text;
@@ -61,7 +74,7 @@ struct Fixture {
     text = split_paths(dir.path.string(), "train", "de", "en");
     write_file(text.src, src);
     write_file(text.tgt, tgt);
-    codecs = make_word_codecs(build_word_vocab({text.src, text.tgt}, 1));
+    codecs = make_word_codecs(build_word_vocab({text.src, text.tgt}));
   }
   std::string bin() const { return binarized_path(dir.path.string(), "train", "de", "en"); }
 };

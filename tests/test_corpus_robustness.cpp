@@ -11,6 +11,7 @@
 #include "data/binarized.h"
 #include "data/codec.h"
 #include "data/text_clean.h"
+#include "data/utf8.h"
 #include "error.h"
 
 namespace fs = std::filesystem;
@@ -56,6 +57,17 @@ void expect_refused(const std::string& path, const std::vector<std::string>& nee
 }
 
 using Lines = std::vector<std::string>;
+
+// A word vocabulary over the cleaned lines of `paths`, read as binarize reads them.
+Vocab build_word_vocab(const std::vector<std::string>& paths) {
+  TokenCounts counts;
+  std::string line;
+  for (const auto& path : paths) {
+    LineReader reader(path);
+    while (reader.next(line)) counts.add(utf8::split_words(line));
+  }
+  return Vocab::build(counts, 1);
+}
 
 TEST(CorpusRobustness, MixedLineEndingsAllEndALine) {
   // As Python's universal newlines (fairseq): LF, CRLF and a lone CR; a last line without one counts.
@@ -178,7 +190,7 @@ TEST(CorpusRobustness, MessyTextBinarizesLikeItsCleanForm) {
                          dir.file("m.en", "the house\n\nA tree\nthe dog\n")};
   const SplitPaths clean{dir.file("c.de", "das Haus\n\nein Baum\nder Hund\n"),
                          dir.file("c.en", "the house\n\nA tree\nthe dog\n")};
-  const CodecPair codecs = make_word_codecs(build_word_vocab({clean.src, clean.tgt}, 1));
+  const CodecPair codecs = make_word_codecs(build_word_vocab({clean.src, clean.tgt}));
   const auto messy_bin = (dir.path / "m.bin").string(), clean_bin = (dir.path / "c.bin").string();
   const BinarizeReport report = binarize_split(messy, messy_bin, *codecs.src, *codecs.tgt);
   binarize_split(clean, clean_bin, *codecs.src, *codecs.tgt);

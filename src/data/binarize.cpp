@@ -12,7 +12,6 @@
 
 #include "data/binarized.h"
 #include "data/special_tokens.h"
-#include "data/utf8.h"
 
 namespace qkv {
 namespace {
@@ -74,16 +73,6 @@ BinarizeReport binarize_split(const SplitPaths& text, const std::string& out_pat
   report.file_bytes = std::filesystem::file_size(out_path);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
-}
-
-Vocab build_word_vocab(const std::vector<std::string>& paths, int64_t min_freq) {
-  TokenCounts counts;
-  std::string line;
-  for (const auto& path : paths) {
-    LineReader reader(path);
-    while (reader.next(line)) counts.add(utf8::split_words(line));
-  }
-  return Vocab::build(counts, min_freq);
 }
 
 }  // namespace qkv

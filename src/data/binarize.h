@@ -13,7 +13,6 @@
 #include "data/codec.h"
 #include "data/corpus.h"
 #include "data/text_clean.h"
-#include "data/vocab.h"
 
 namespace qkv {
 
@@ -33,9 +32,5 @@ struct BinarizeReport {
 
 BinarizeReport binarize_split(const SplitPaths& text, const std::string& out_path, const TextCodec& src,
                               const TextCodec& tgt);
-
-// A word vocabulary over the cleaned lines of `paths` (all files counted together), as `qkv data
-// binarize` builds it for data.tokenizer = word: training pairs are read as binarize reads them.
-Vocab build_word_vocab(const std::vector<std::string>& paths, int64_t min_freq);
 
 }  // namespace qkv
