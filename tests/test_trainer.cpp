@@ -1,0 +1,297 @@
+// The trainer (src/train/trainer.h, train_step.h, flops.h): gradient accumulation equivalence, the
+// non-finite guard, exact resumption, interruption by SIGINT, and the copy-task learning test.
+#include <csignal>
+#include <filesystem>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "data/batching.h"
+#include "data/special_tokens.h"
+#include "train/checkpoint.h"
+#include "train/flops.h"
+#include "train/loss.h"
+#include "train/run_setup.h"
+#include "train/train_step.h"
+#include "train/trainer.h"
+#include "train/translate.h"
+
+namespace qkv {
+namespace {
+namespace fs = std::filesystem;
+
+// A small model on the copy task: it learns in a few hundred steps on a laptop CPU.
+Config tiny_copy_config(const fs::path& dir) {
+  Config c;
+  c.model.d_model = 64;
+  c.model.d_ff = 256;
+  c.model.heads = 4;
+  c.model.encoder_layers = 2;
+  c.model.decoder_layers = 2;
+  c.model.dropout = 0.0;
+  c.model.max_len = 32;
+  c.data.task = DataTask::Copy;
+  c.data.dir = (dir / "data").string();
+  c.data.train_size = 5000;
+  c.data.dev_size = 100;
+  c.data.test_size = 100;
+  c.data.max_len = 20;
+  c.train.steps = 300;
+  c.train.max_tokens = 1024;
+  c.train.label_smoothing = 0.0;
+  c.train.warmup = 100;
+  c.train.lr = 0.4;
+  c.train.eval_every = 100;
+  c.train.checkpoint_every = 1000;
+  c.train.log_every = 50;
+  c.train.keep_checkpoints = 2;
+  c.decode.beam = 1;
+  validate(c);
+  return c;
+}
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           fmt::format("qkv-test-trainer-{}-{}", ::getpid(),
+                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+
+  TrainOptions options(const std::string& run, bool resume = false) {
+    TrainOptions o;
+    o.out_dir = (dir_ / run).string();
+    o.resume = resume;
+    o.log = &log_;
+    o.final_evaluation = false;
+    return o;
+  }
+
+  fs::path dir_;
+  std::ostringstream log_;  // printed by the assertions that need it
+};
+
+// A batch of `n` random sentence pairs (ids 4..19) of lengths 3..9.
+std::vector<Example> random_examples(int64_t n, uint64_t seed) {
+  torch::manual_seed(seed);
+  std::vector<Example> examples;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t src_len = torch::randint(3, 10, {1}).item<int64_t>();
+    const int64_t tgt_len = torch::randint(3, 10, {1}).item<int64_t>();
+    auto src = torch::randint(4, 20, {src_len}, torch::kLong);
+    auto tgt = torch::randint(4, 20, {tgt_len}, torch::kLong);
+    examples.push_back({std::vector<int64_t>(src.data_ptr<int64_t>(), src.data_ptr<int64_t>() + src_len),
+                        std::vector<int64_t>(tgt.data_ptr<int64_t>(), tgt.data_ptr<int64_t>() + tgt_len)});
+  }
+  return examples;
+}
+
+std::map<std::string, torch::Tensor> parameters_of(Transformer& model) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& p : model->named_parameters()) out[p.key()] = p.value().detach().clone();
+  return out;
+}
+
+TEST(TrainStep, TwoHalfBatchesEqualOneFullBatch) {
+  Config config = tiny_copy_config(fs::temp_directory_path());
+  const auto examples = random_examples(8, 11);
+  const Batch full = make_batch(examples, {0, 1, 2, 3, 4, 5, 6, 7});
+  const Batch first = make_batch(examples, {0, 1, 2, 3});
+  const Batch second = make_batch(examples, {4, 5, 6, 7});
+
+  torch::manual_seed(1);
+  Transformer a(config.model, 20, 20);
+  torch::manual_seed(1);
+  Transformer b(config.model, 20, 20);
+  torch::optim::Adam adam_a(a->parameters()), adam_b(b->parameters());
+  const StepOptions options{0.1, 0.0, 1e-3};
+  const StepResult ra = train_step(a, adam_a, {full}, options);
+  const StepResult rb = train_step(b, adam_b, {first, second}, options);
+  EXPECT_EQ(ra.tokens, rb.tokens);
+  EXPECT_NEAR(ra.loss_sum, rb.loss_sum, 1e-3);
+  EXPECT_NEAR(ra.grad_norm, rb.grad_norm, 1e-5 * ra.grad_norm);
+  // The accumulated gradients (left in .grad() by the step) agree. Parameters after the step are not
+  // compared: Adam's first update is lr · g/|g| per element, which turns rounding noise in tiny
+  // gradients into full-size differences.
+  auto grads_b = b->named_parameters();
+  for (const auto& p : a->named_parameters()) {
+    const auto& ga = p.value().grad();
+    const auto& gb = grads_b[p.key()].grad();
+    // Padding differs between the two layouts, so float sums round differently: relative 1e-5.
+    const double scale = std::max(ga.abs().max().item<double>(), 1e-6);
+    EXPECT_LT((ga - gb).abs().max().item<double>(), 1e-5 * scale) << p.key();
+  }
+}
+
+TEST(TrainStep, NonFiniteLossSkipsTheUpdate) {
+  Config config = tiny_copy_config(fs::temp_directory_path());
+  const auto examples = random_examples(4, 12);
+  const Batch batch = make_batch(examples, {0, 1, 2, 3});
+  Transformer model(config.model, 20, 20);
+  torch::optim::Adam adam(model->parameters());
+  {
+    torch::NoGradGuard no_grad;
+    model->named_parameters()["tgt_embed.weight"][5][0] = std::numeric_limits<float>::quiet_NaN();
+  }
+  auto before = parameters_of(model);
+  const StepResult r = train_step(model, adam, {batch}, {0.1, 1.0, 1e-3});
+  EXPECT_FALSE(r.finite);
+  EXPECT_TRUE(adam.state().empty()) << "Adam took a step on a non-finite gradient";
+  for (const auto& [name, value] : parameters_of(model))
+    EXPECT_TRUE(torch::equal(value.nan_to_num(), before.at(name).nan_to_num())) << name;
+}
+
+TEST(TrainStep, ClippingBoundsTheUpdateNorm) {
+  Config config = tiny_copy_config(fs::temp_directory_path());
+  const auto examples = random_examples(4, 13);
+  const Batch batch = make_batch(examples, {0, 1, 2, 3});
+  torch::manual_seed(2);
+  Transformer model(config.model, 20, 20);
+  torch::optim::Adam adam(model->parameters());
+  const StepResult r = train_step(model, adam, {batch}, {0.1, 1e-3, 1e-3});
+  ASSERT_GT(r.grad_norm, 1e-3);  // the clip is active
+  double norm_sq = 0;
+  for (const auto& p : model->parameters())
+    if (p.grad().defined()) norm_sq += p.grad().pow(2).sum().item<double>();
+  EXPECT_NEAR(std::sqrt(norm_sq), 1e-3, 1e-6);
+}
+
+TEST(Flops, MatchesTwiceTheMatrixParametersForOneToken) {
+  // With S = T = 1 every product is a matrix-vector product (2 FLOPs per weight), plus per attention
+  // 2·H·Dk (Q·Kᵀ) + 2·H·Dv (P·V) = 4·C.
+  ModelConfig m;
+  m.d_model = 512, m.d_ff = 2048, m.heads = 8, m.encoder_layers = 6, m.decoder_layers = 6;
+  const double c = 512, f = 2048, v = 37000;
+  const double encoder = 4 * c * c + 2 * c * f;
+  const double decoder = 8 * c * c + 2 * c * f;
+  const double expected = 2 * (6 * encoder + 6 * decoder + c * v) + 4 * c * (6 + 12);
+  EXPECT_DOUBLE_EQ(forward_flops(m, 37000, 1, 1, 1), expected);
+  EXPECT_DOUBLE_EQ(training_flops(m, 37000, 3, 1, 1), 9 * expected);
+}
+
+TEST_F(TrainerTest, ResumeContinuesExactly) {
+  Config config = tiny_copy_config(dir_);
+  config.model.dropout = 0.1;  // the generator's state must come back too
+  config.train.label_smoothing = 0.1;
+  config.train.update_freq = 2;
+  config.train.steps = 20;
+  config.train.eval_every = 5;
+  config.train.eval_bleu_max_sentences = 10;
+  config.train.log_every = 5;
+
+  Trainer straight(config, options("straight"));
+  straight.run();
+
+  Config first_half = config;
+  first_half.train.steps = 10;
+  Trainer(first_half, options("split")).run();
+  Trainer resumed(config, options("split", /*resume=*/true));
+  EXPECT_EQ(resumed.step(), 10);
+  resumed.run();
+
+  auto expected = parameters_of(straight.model());
+  for (const auto& [name, value] : parameters_of(resumed.model()))
+    EXPECT_TRUE(torch::equal(value, expected.at(name))) << name << " differs after resume\n" << log_.str();
+
+  // metrics.jsonl: one record per logged step and per validation, all valid JSON.
+  std::ifstream metrics(dir_ / "split" / "metrics.jsonl");
+  int train_records = 0, dev_records = 0;
+  for (std::string line; std::getline(metrics, line);) {
+    const auto record = nlohmann::json::parse(line);
+    if (record.at("split") == "train") {
+      ++train_records;
+      EXPECT_TRUE(record.contains("tokens_per_s"));
+    }
+    if (record.at("split") == "dev") {
+      ++dev_records;
+      EXPECT_TRUE(record.contains("bleu"));
+    }
+  }
+  EXPECT_EQ(train_records, 4);
+  EXPECT_EQ(dev_records, 4);
+}
+
+TEST_F(TrainerTest, DivergenceStopsAndKeepsTheLastGoodCheckpoint) {
+  Config config = tiny_copy_config(dir_);
+  config.train.steps = 5;
+  config.train.eval_every = 1000000;  // no validation
+  Trainer(config, options("run")).run();
+  config.train.steps = 50;
+  Trainer resumed(config, options("run", /*resume=*/true));
+  {
+    torch::NoGradGuard no_grad;
+    resumed.model()->named_parameters()["tgt_embed.weight"].fill_(std::numeric_limits<float>::infinity());
+  }
+  EXPECT_THROW(resumed.run(), TrainingDiverged);
+  const auto files = CheckpointFiles::list((dir_ / "run" / "checkpoints").string());
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files.back().first, 5);
+  LoadedCheckpoint good(files.back().second);
+  Transformer model(config.model, 24, 24);
+  good.load_model(*model);
+  for (const auto& p : model->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
+}
+
+TEST_F(TrainerTest, SigintSavesACheckpointAndStops) {
+  Config config = tiny_copy_config(dir_);
+  config.train.steps = 100000;
+  config.train.eval_every = 1000000;  // no validation
+  Trainer trainer(config, options("run"));
+  std::thread interrupter([] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    ::kill(::getpid(), SIGINT);
+  });
+  const TrainSummary summary = trainer.run();
+  interrupter.join();
+  EXPECT_EQ(summary.reason, StopReason::Interrupted);
+  EXPECT_GT(summary.step, 0);
+  EXPECT_LT(summary.step, 100000);
+  LoadedCheckpoint saved(CheckpointFiles::step_path((dir_ / "run" / "checkpoints").string(), summary.step));
+  EXPECT_EQ(saved.meta().at("step"), summary.step);
+}
+
+TEST_F(TrainerTest, CopyTaskReachesNinetyFivePercentTokenAccuracy) {
+  Config config = tiny_copy_config(dir_);
+  config.train.steps = 400;
+  config.train.eval_every = 1000000;  // no validation
+  Trainer trainer(config, options("copy"));
+  trainer.run();
+
+  // Teacher-forced token accuracy on the dev split.
+  Transformer& model = trainer.model();
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const RunPaths paths((dir_ / "copy").string());
+  InferenceModel loaded = load_inference_model(*latest_checkpoint(paths), torch::kCPU);
+  const Split dev = load_split(config.data, "dev", loaded.codecs, config.model.max_len - 1, log_);
+  double right = 0, total = 0;
+  for (const auto& rows : eval_batches(dev.examples, 1024)) {
+    const Batch batch = make_batch(dev.examples, rows);
+    const auto logits = model->forward(batch.src, batch.tgt_in);  // [B, T, V]
+    right += token_accuracy(logits, batch.tgt_out, kPadId) * static_cast<double>(batch.tgt_tokens);
+    total += static_cast<double>(batch.tgt_tokens);
+  }
+  std::cout << fmt::format("[copy] dev token accuracy {:.4f} after {} steps\n", right / total,
+                           config.train.steps);
+  EXPECT_GE(right / total, 0.95) << log_.str();
+
+  // And it decodes its input back: greedy search copies most dev sentences exactly.
+  std::vector<std::vector<int64_t>> sources;
+  for (const auto& e : dev.examples) sources.push_back(e.src);
+  const auto outputs = translate_ids(model, sources, search_options(config.decode), 64);
+  int exact = 0;
+  for (size_t i = 0; i < outputs.size(); ++i) exact += outputs[i] == dev.examples[i].tgt;
+  std::cout << fmt::format("[copy] {} of {} dev sentences copied exactly by greedy search\n", exact,
+                           outputs.size());
+  EXPECT_GE(exact, 50) << "of " << outputs.size() << " dev sentences copied exactly";
+}
+
+}  // namespace
+}  // namespace qkv
