@@ -1,5 +1,9 @@
 // SentencePiece through the run-time-loaded shim: training a joint model on generated text, the
-// encode/decode round trip, qkv's special-token layout, and the errors a user can cause.
+// encode/decode round trip, qkv's special-token layout, the errors a user can cause, and a short
+// train + translate + evaluate run of the qkv program through the SentencePiece path.
+#include <sys/wait.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -7,7 +11,9 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
+#include "data/binarized.h"
 #include "data/codec.h"
 #include "data/sentencepiece.h"
 #include "data/special_tokens.h"
@@ -212,6 +218,104 @@ TEST(SentencePieceErrors, TheShimIsFoundNextToTheProgramOrInTheBuild) {
   const std::string path = sentencepiece_library_path();
   EXPECT_TRUE(fs::exists(path)) << path;
   EXPECT_NE(path.find("libqkv_spm"), std::string::npos) << path;
+}
+
+// --- end to end through the qkv program -------------------------------------------------------------
+
+// Runs the qkv program with `args` (stdout and stderr to `log`); returns its exit status.
+int run_qkv(const std::string& args, const fs::path& log) {
+  const std::string command = fmt::format("{}/qkv {} > {} 2>&1", QKV_BINARY_DIR, args, log.string());
+  const int status = std::system(command.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::vector<std::string> read_lines_of(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// The "BLEU = ..." line of a log.
+std::string bleu_line(const std::string& log) {
+  const size_t at = log.find("BLEU = ");
+  return at == std::string::npos ? "" : log.substr(at, log.find('\n', at) - at);
+}
+
+// A tiny model on the toy task through the whole SentencePiece path: `qkv data spm`, `qkv data
+// binarize`, `qkv train`, `qkv translate`, `qkv evaluate`. It checks the plumbing, not the quality
+// (a few steps cannot translate): outputs are detokenized text, and evaluate's BLEU is sacreBLEU's
+// on that text against the raw references.
+TEST(SentencePieceEndToEnd, TrainTranslateEvaluate) {
+  ASSERT_TRUE(fs::exists(fs::path(QKV_BINARY_DIR) / "qkv")) << "build the qkv target first";
+  TempDir dir;
+  const fs::path data = dir.path / "data", log = dir.path / "log.txt";
+  const auto run = [&](const std::string& args) {
+    const int status = run_qkv(args, log);
+    EXPECT_EQ(status, 0) << "qkv " << args << "\n" << read_text(log);
+    return status == 0;
+  };
+  ASSERT_TRUE(run(fmt::format("data toy --out {} --train 400 --dev 20 --test 20", data.string())));
+  ASSERT_TRUE(run(fmt::format(
+      "data spm --input {0}/train.src,{0}/train.tgt --vocab-size 300 --out {0} --name sp", data.string())));
+  const nlohmann::json config = {{"model",
+                                  {{"d_model", 32},
+                                   {"d_ff", 64},
+                                   {"heads", 2},
+                                   {"encoder_layers", 1},
+                                   {"decoder_layers", 1},
+                                   {"max_len", 128}}},
+                                 {"data",
+                                  {{"task", "files"},
+                                   {"dir", data.string()},
+                                   {"tokenizer", "sentencepiece"},
+                                   {"spm_model", (data / "sp.model").string()}}},
+                                 {"train",
+                                  {{"steps", 12},
+                                   {"max_tokens", 1024},
+                                   {"warmup", 4},
+                                   {"eval_every", 12},
+                                   {"checkpoint_every", 12},
+                                   {"log_every", 4}}},
+                                 {"decode", {{"beam", 2}}}};
+  const fs::path config_path = dir.path / "config.json";
+  std::ofstream(config_path) << config.dump(2);
+
+  ASSERT_TRUE(run(fmt::format("data binarize --config {}", config_path.string())));
+  const SentencePiece spm((data / "sp.model").string());
+  const BinarizedCorpus train(binarized_path(data.string(), "train", "src", "tgt"));
+  const auto train_src = read_lines_of(data / "train.src");
+  ASSERT_EQ(train.size(), static_cast<int64_t>(train_src.size()));
+  for (int64_t i = 0; i < train.size(); i += 37)
+    EXPECT_EQ(train.src(i).to_vector(), spm.encode(train_src[i]));
+  EXPECT_TRUE(fs::exists(binarized_path(data.string(), "test", "src", "tgt")));
+
+  const fs::path run_dir = dir.path / "run", checkpoint = run_dir / "checkpoints" / "best.pt";
+  ASSERT_TRUE(run(fmt::format("train --config {} --out {} --samples 0 --no-final-eval", config_path.string(),
+                              run_dir.string())));
+  EXPECT_NE(read_text(log).find("sentencepiece"), std::string::npos) << read_text(log);
+  ASSERT_TRUE(fs::exists(checkpoint));
+
+  const fs::path translated = dir.path / "translated.txt", hypotheses = dir.path / "hyp.txt";
+  ASSERT_TRUE(run(fmt::format("translate --checkpoint {} --input {} --output {}", checkpoint.string(),
+                              (data / "test.src").string(), translated.string())));
+  const auto outputs = read_lines_of(translated);
+  EXPECT_EQ(outputs.size(), 20u);
+  for (const auto& line : outputs)
+    EXPECT_EQ(line.find("\xe2\x96\x81"), std::string::npos) << "not detokenized: " << line;
+
+  ASSERT_TRUE(run(fmt::format("evaluate --checkpoint {} --split test --hypotheses {}", checkpoint.string(),
+                              hypotheses.string())));
+  const std::string evaluated = bleu_line(read_text(log));
+  EXPECT_EQ(read_lines_of(hypotheses), outputs);  // same beam, same model: the same translations
+  ASSERT_TRUE(run(fmt::format("bleu --ref {} --hyp {}", (data / "test.tgt").string(), hypotheses.string())));
+  EXPECT_FALSE(evaluated.empty());
+  EXPECT_EQ(evaluated, bleu_line(read_text(log)));
 }
 
 }  // namespace

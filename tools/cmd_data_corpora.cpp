@@ -47,7 +47,8 @@ void run_spm(const SpmArgs& args) {
   fs::create_directories(args.out);
   const std::string prefix = (fs::path(args.out) / args.name).string();
   std::cout << fmt::format("[data] training a joint SentencePiece {} model ({} pieces) on {}\n",
-                           args.model_type, options.vocab_size, fmt::join(args.inputs, ", "));
+                           args.model_type, options.vocab_size, fmt::join(args.inputs, ", "))
+            << std::flush;  // before SentencePiece's own messages on stderr
   const auto start = std::chrono::steady_clock::now();
   train_sentencepiece(args.inputs, prefix, options);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
