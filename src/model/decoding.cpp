@@ -67,7 +67,11 @@ torch::Tensor Stepper::log_probs(const torch::Tensor& history) {
     logits = model_->decode_step(newest, memory_, src_, state_);      // [N, V]
     memory_ = torch::Tensor();  // the cross-attention caches now hold its keys and values
   } else {
-    logits = model_->decode(history.to(device), memory_, src_).select(1, history.size(1) - 1);  // [N, V]
+    // The whole prefix through the decoder stack; only the newest position is projected, as the
+    // cached path does, so that the two differ in the stack's work alone.
+    auto y = model_->decoder->forward(model_->tgt_embed->forward(history.to(device)), memory_,
+                                      src_.eq(kPadId));          // [N, t + 1, C]
+    logits = model_->project(y.select(1, history.size(1) - 1));  // [N, V]
   }
   auto lp = torch::log_softmax(logits, -1);  // [N, V]
   const double inf = std::numeric_limits<double>::infinity();
