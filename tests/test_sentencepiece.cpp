@@ -18,6 +18,7 @@
 #include "data/sentencepiece.h"
 #include "data/special_tokens.h"
 #include "error.h"
+#include "train/config.h"
 
 namespace fs = std::filesystem;
 using namespace qkv;
@@ -218,6 +219,32 @@ TEST(SentencePieceErrors, TheShimIsFoundNextToTheProgramOrInTheBuild) {
   const std::string path = sentencepiece_library_path();
   EXPECT_TRUE(fs::exists(path)) << path;
   EXPECT_NE(path.find("libqkv_spm"), std::string::npos) << path;
+}
+
+// The corpus recipes (configs/multi30k_de_en.json, configs/iwslt14_de_en.json and the paper's WMT14
+// configs) load, validate, and read their data through SentencePiece from a model in their data dir.
+TEST(Recipes, RealCorpusConfigsUseTheSentencePiecePath) {
+  const std::string root = QKV_SOURCE_DIR;
+  struct Expected {
+    std::string file, dir, src, tgt, dev, test;
+  };
+  for (const Expected& e :
+       {Expected{"configs/multi30k_de_en.json", "data/multi30k_de_en", "de", "en", "val", "test_2016_flickr"},
+        Expected{"configs/iwslt14_de_en.json", "data/iwslt14_de_en", "de", "en", "valid", "test"},
+        Expected{"configs/aiayn/base.json", "data/wmt14_en_de", "en", "de", "newstest2013", "newstest2014"},
+        Expected{"configs/aiayn/big.json", "data/wmt14_en_de", "en", "de", "newstest2013", "newstest2014"}}) {
+    SCOPED_TRACE(e.file);
+    const Config config = resolve_config(root + "/" + e.file);
+    EXPECT_EQ(config.data.task, DataTask::Files);
+    EXPECT_EQ(config.data.tokenizer, Tokenizer::SentencePiece);
+    EXPECT_EQ(config.data.dir, e.dir);
+    EXPECT_EQ(fs::path(config.data.spm_model).parent_path(), fs::path(e.dir));
+    EXPECT_EQ(config.data.src_lang, e.src);
+    EXPECT_EQ(config.data.tgt_lang, e.tgt);
+    EXPECT_EQ(config.data.dev_prefix, e.dev);
+    EXPECT_EQ(config.data.test_prefix, e.test);
+    EXPECT_TRUE(config.data.shared_vocab && config.model.share_embeddings);
+  }
 }
 
 // --- end to end through the qkv program -------------------------------------------------------------
