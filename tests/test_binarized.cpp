@@ -126,6 +126,50 @@ TEST(Binarized, VocabulariesOver65536UseFourByteIds) {
   EXPECT_GT(beyond_uint16, 0);  // the wide path was exercised
 }
 
+TEST(Binarized, TrainingExamplesDropEmptyAndLongPairsAsTheTextPathDoes) {
+  Fixture f(300);
+  binarize_split(f.text, f.bin(), *f.codecs.src, *f.codecs.tgt);
+  const BinarizedCorpus corpus(f.bin());
+  FilterStats stats;
+  const std::vector<Example> kept = training_examples(corpus, 8, stats);
+  std::vector<Example> expected;
+  int64_t empty = 0, too_long = 0;
+  for (size_t i = 0; i < f.src.size(); ++i) {
+    const auto src = f.codecs.src->encode(f.src[i]), tgt = f.codecs.tgt->encode(f.tgt[i]);
+    if (src.empty() || tgt.empty()) {
+      ++empty;
+    } else if (src.size() > 8 || tgt.size() > 8) {
+      ++too_long;
+    } else {
+      expected.push_back({src, tgt});
+    }
+  }
+  ASSERT_GT(empty, 0);
+  ASSERT_GT(too_long, 0);
+  EXPECT_EQ(stats.empty, empty);
+  EXPECT_EQ(stats.too_long, too_long);
+  EXPECT_EQ(stats.kept, static_cast<int64_t>(expected.size()));
+  ASSERT_EQ(kept.size(), expected.size());
+  for (size_t i = 0; i < kept.size(); ++i) {
+    EXPECT_EQ(kept[i].src, expected[i].src);
+    EXPECT_EQ(kept[i].tgt, expected[i].tgt);
+  }
+}
+
+TEST(Binarized, AllExamplesKeepEveryLineAndCutLongSides) {
+  Fixture f(100);
+  binarize_split(f.text, f.bin(), *f.codecs.src, *f.codecs.tgt);
+  const BinarizedCorpus corpus(f.bin());
+  const std::vector<Example> examples = all_examples(corpus, 5);
+  ASSERT_EQ(examples.size(), f.src.size());
+  for (size_t i = 0; i < examples.size(); ++i) {
+    auto src = f.codecs.src->encode(f.src[i]);
+    if (src.size() > 5) src.resize(5);
+    EXPECT_EQ(examples[i].src, src);
+    EXPECT_LE(examples[i].tgt.size(), 5u);
+  }
+}
+
 TEST(Binarized, MovedCorpusStaysReadable) {
   Fixture f(20);
   binarize_split(f.text, f.bin(), *f.codecs.src, *f.codecs.tgt);

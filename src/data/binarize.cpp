@@ -10,7 +10,6 @@
 
 #include <fmt/format.h>
 
-#include "data/binarized.h"
 #include "data/special_tokens.h"
 
 namespace qkv {
@@ -73,6 +72,38 @@ BinarizeReport binarize_split(const SplitPaths& text, const std::string& out_pat
   report.file_bytes = std::filesystem::file_size(out_path);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
+}
+
+std::vector<Example> training_examples(const BinarizedCorpus& corpus, int64_t max_len, FilterStats& stats) {
+  stats = FilterStats{};
+  stats.max_len = max_len;
+  std::vector<Example> examples;
+  examples.reserve(static_cast<size_t>(corpus.size()));
+  for (int64_t i = 0; i < corpus.size(); ++i) {
+    const int64_t src_len = corpus.src_length(i), tgt_len = corpus.tgt_length(i);
+    if (src_len == 0 || tgt_len == 0) {
+      ++stats.empty;
+    } else if (src_len > max_len || tgt_len > max_len) {
+      ++stats.too_long;
+    } else {
+      examples.push_back({corpus.src(i).to_vector(), corpus.tgt(i).to_vector()});
+    }
+  }
+  stats.kept = static_cast<int64_t>(examples.size());
+  return examples;
+}
+
+std::vector<Example> all_examples(const BinarizedCorpus& corpus, int64_t truncate_to) {
+  const auto cut = [&](const TokenView& view) {
+    std::vector<int64_t> ids = view.to_vector();
+    if (truncate_to > 0 && static_cast<int64_t>(ids.size()) > truncate_to)
+      ids.resize(static_cast<size_t>(truncate_to));
+    return ids;
+  };
+  std::vector<Example> examples;
+  examples.reserve(static_cast<size_t>(corpus.size()));
+  for (int64_t i = 0; i < corpus.size(); ++i) examples.push_back({cut(corpus.src(i)), cut(corpus.tgt(i))});
+  return examples;
 }
 
 }  // namespace qkv

@@ -1,5 +1,7 @@
-// Text to binarized corpus (binarized.h): read both sides with the robust reader (text_clean.h),
-// encode with the split's codecs on all intra-op threads, write the ids in order.
+// Text to binarized corpus (binarized.h) and back to examples: binarize_split reads both sides with
+// the robust reader (text_clean.h), encodes with the split's codecs on all intra-op threads and
+// writes the ids in order; training_examples / all_examples turn a binarized split into what the
+// batching code consumes.
 //
 // Every line pair is kept, blank ones included, so that pair i of the file is line i of the text (as
 // fairseq-preprocess keeps them); training drops pairs with an empty or over-long side when it reads
@@ -10,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "data/batching.h"
+#include "data/binarized.h"
 #include "data/codec.h"
 #include "data/corpus.h"
 #include "data/text_clean.h"
@@ -32,5 +36,13 @@ struct BinarizeReport {
 
 BinarizeReport binarize_split(const SplitPaths& text, const std::string& out_path, const TextCodec& src,
                               const TextCodec& tgt);
+
+// The pairs training uses: those with no empty side and no side longer than max_len ids (codec
+// tokens, e.g. subwords), as filter_pairs does for text. `stats` counts what was dropped.
+std::vector<Example> training_examples(const BinarizedCorpus& corpus, int64_t max_len, FilterStats& stats);
+
+// Every pair, in file order (pair i is line i of the text), each side cut to at most `truncate_to`
+// ids (0 = no cut): for scoring dev and test sets against their text.
+std::vector<Example> all_examples(const BinarizedCorpus& corpus, int64_t truncate_to);
 
 }  // namespace qkv
