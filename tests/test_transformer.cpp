@@ -275,6 +275,26 @@ TEST(Transformer, RecordsAttentionMaps) {
   EXPECT_EQ(maps.decoder_cross[2].sizes(), (std::vector<int64_t>{2, 4, 4, 5}));
 }
 
+// model.attention picks the implementation by name; all of them give the same model.
+TEST(Transformer, AttentionImplementationsAgree) {
+  auto standard = make(tiny(NormOrder::Pre), 6);
+  auto src = tokens(2, 6), tgt = with_bos(tokens(2, 4));
+  src[1].slice(0, 4).fill_(kPadId);
+  const auto expected = standard->forward(src, tgt);
+  for (auto kind : {AttentionKind::MemoryEfficient, AttentionKind::Reference}) {
+    auto config = tiny(NormOrder::Pre);
+    config.attention = kind;
+    Transformer other(config, kVocab, kVocab);
+    other->to(torch::kDouble);
+    other->eval();
+    torch::NoGradGuard no_grad;
+    auto theirs = other->named_parameters();
+    for (const auto& item : standard->named_parameters()) theirs[item.key()].copy_(item.value());
+    // 1e-10: float64; the implementations differ in summation order (blocked online softmax).
+    EXPECT_TRUE(expect_close(other->forward(src, tgt), expected, 1e-10, 0, to_string(kind)));
+  }
+}
+
 TEST(Transformer, InitSchemes) {
   ModelConfig config = tiny();
   config.d_model = 64;
