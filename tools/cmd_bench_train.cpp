@@ -1,0 +1,241 @@
+// qkv bench train: training throughput in target tokens/s, next to the same model trained by PyTorch
+// (tools/peer_train.py driving torch.nn.Transformer under /usr/bin/python3) in the same run, with the
+// same sizes, batch, optimizer, dropout, label smoothing and thread settings. Each side's achieved
+// GFLOP/s (the model's matmul FLOPs, flops.h) is set against this machine's sgemm rate, measured in
+// the same run.
+//
+// Batches are synthetic: B sentences of exactly S source and T target tokens (no padding), the same
+// batch every step, so both sides do exactly the same arithmetic. Timing starts after warm-up steps.
+//
+//   qkv bench train                                   # configs/toy.json's model and batch
+//   qkv bench train --config configs/toy.json --set model.d_model=512 --steps 10 --json
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+#include "data/batching.h"
+#include "error.h"
+#include "train/config.h"
+#include "train/dataset.h"
+#include "train/flops.h"
+#include "train/threads.h"
+#include "train/train_step.h"
+
+namespace qkv::cli {
+namespace {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+struct BenchTrainArgs {
+  std::string config = "configs/toy.json";
+  std::vector<std::string> sets;
+  int64_t batch = 0;  // 0 = train.max_tokens / (tgt_len + 1)
+  int64_t src_len = 15;
+  int64_t tgt_len = 15;
+  int64_t vocab = 0;  // 0 = the config's data
+  int64_t steps = 20;
+  int64_t warmup = 3;
+  bool no_peer = false;
+  bool json = false;
+  std::string python = "/usr/bin/python3";
+  std::string peer_script;
+};
+
+struct Throughput {
+  double tokens_per_s = 0.0;
+  double ms_per_step = 0.0;
+  double gflops = 0.0;
+};
+
+// The sgemm rate of this machine now: the best of a few 2048×2048 float products.
+double sgemm_gflops() {
+  const int64_t n = 2048;
+  auto a = torch::randn({n, n});
+  auto b = torch::randn({n, n});
+  double best = 0.0;
+  for (int i = 0; i < 5; ++i) {
+    const auto start = Clock::now();
+    auto c = torch::mm(a, b);
+    const double s = std::chrono::duration<double>(Clock::now() - start).count();
+    best = std::max(best, 2.0 * n * n * n / s / 1e9);
+  }
+  return best;
+}
+
+int64_t vocabulary_size(const BenchTrainArgs& args, const Config& config) {
+  if (args.vocab > 0) return args.vocab;
+  std::ostringstream quiet;
+  ensure_corpus(config.data, quiet);
+  return build_codecs(config.data, quiet).tgt->size();
+}
+
+// One fixed batch of B pairs with S source and T target tokens (ids 4..V-1, so no specials).
+Batch synthetic_batch(int64_t batch, int64_t src_len, int64_t tgt_len, int64_t vocab) {
+  auto src = torch::randint(4, vocab, {batch, src_len}, torch::kLong);  // [B, S-1]
+  auto tgt = torch::randint(4, vocab, {batch, tgt_len}, torch::kLong);  // [B, T-1]
+  std::vector<Example> examples;
+  std::vector<int64_t> rows;
+  for (int64_t b = 0; b < batch; ++b) {
+    examples.push_back(
+        {std::vector<int64_t>(src[b].data_ptr<int64_t>(), src[b].data_ptr<int64_t>() + src_len),
+         std::vector<int64_t>(tgt[b].data_ptr<int64_t>(), tgt[b].data_ptr<int64_t>() + tgt_len)});
+    rows.push_back(b);
+  }
+  return make_batch(examples, rows);
+}
+
+Throughput bench_qkv(const Config& config, int64_t vocab, const Batch& batch, const BenchTrainArgs& args) {
+  torch::manual_seed(1);
+  Transformer model(config.model, vocab, vocab);
+  torch::optim::Adam adam(model->parameters(),
+                          torch::optim::AdamOptions(1e-4)
+                              .betas(std::make_tuple(config.train.adam_betas[0], config.train.adam_betas[1]))
+                              .eps(config.train.adam_eps));
+  const StepOptions options{config.train.label_smoothing, config.train.clip_norm, 1e-4};
+  for (int64_t i = 0; i < args.warmup; ++i) train_step(model, adam, {batch}, options);
+  const auto start = Clock::now();
+  for (int64_t i = 0; i < args.steps; ++i) train_step(model, adam, {batch}, options);
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const double flops =
+      training_flops(config.model, vocab, batch.src.size(0), batch.src.size(1), batch.tgt_in.size(1));
+  const double steps = static_cast<double>(args.steps);
+  return {static_cast<double>(batch.tgt_tokens) * steps / seconds, 1000.0 * seconds / steps,
+          flops * steps / seconds / 1e9};
+}
+
+std::string find_peer_script(const BenchTrainArgs& args) {
+  if (!args.peer_script.empty()) return args.peer_script;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  for (const fs::path& candidate :
+       {fs::path("tools/peer_train.py"), exe.parent_path() / "../tools/peer_train.py"})
+    if (fs::exists(candidate)) return candidate.string();
+  throw std::runtime_error(
+      "cannot find tools/peer_train.py: run from the repository root or pass --peer-script");
+}
+
+nlohmann::json run_peer(const Config& config, int64_t vocab, const Batch& batch, const BenchTrainArgs& args) {
+  const auto& m = config.model;
+  const std::string command = fmt::format(
+      "'{}' '{}' --json --d-model {} --d-ff {} --heads {} --encoder-layers {} --decoder-layers {} --vocab {} "
+      "--dropout {} --label-smoothing {} --norm {} --batch {} --src-len {} --tgt-len {} --adam-betas {} {} "
+      "--adam-eps {} --threads {} --steps {} --warmup {} 2>&1",
+      args.python, find_peer_script(args), m.d_model, m.d_ff, m.heads, m.encoder_layers, m.decoder_layers,
+      vocab, m.dropout, config.train.label_smoothing, to_string(m.norm), batch.src.size(0), batch.src.size(1),
+      batch.tgt_in.size(1), config.train.adam_betas[0], config.train.adam_betas[1], config.train.adam_eps,
+      at::get_num_threads(), args.steps, args.warmup);
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) throw std::runtime_error("cannot start the PyTorch peer: " + command);
+  std::string output;
+  char buffer[4096];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
+  const int status = ::pclose(pipe);
+  const auto last_line = output.substr(output.find_last_of('\n', output.size() - 2) + 1);
+  if (status != 0)
+    throw std::runtime_error(fmt::format("the PyTorch peer failed ({}):\n{}", command, output));
+  try {
+    return nlohmann::json::parse(last_line);
+  } catch (const nlohmann::json::exception&) {
+    throw std::runtime_error(fmt::format("the PyTorch peer printed no JSON result:\n{}", output));
+  }
+}
+
+void print_report(const Config& config, int64_t vocab, const Batch& batch, double sgemm,
+                  const Throughput& ours, const std::optional<nlohmann::json>& peer,
+                  const BenchTrainArgs& args) {
+  const auto& m = config.model;
+  fmt::print("qkv bench train: {} (d_model {}, d_ff {}, heads {}, layers {}+{}, {}-norm), vocab {}\n",
+             args.config, m.d_model, m.d_ff, m.heads, m.encoder_layers, m.decoder_layers, to_string(m.norm),
+             vocab);
+  fmt::print(
+      "batch: {} sentences x {} source / {} target tokens = {} target tokens per step; dropout {}, label "
+      "smoothing {}, Adam; {} timed steps after {} warm-up\n",
+      batch.src.size(0), batch.src.size(1), batch.tgt_in.size(1), batch.tgt_tokens, m.dropout,
+      config.train.label_smoothing, args.steps, args.warmup);
+  fmt::print("{}\n", describe_threads());
+  fmt::print("sgemm: {:.1f} GFLOP/s (2048x2048 float32, best of 5, this run)\n\n", sgemm);
+  fmt::print("{:<22} {:>12} {:>10} {:>9} {:>7}\n", "", "tokens/s", "ms/step", "GFLOP/s", "%sgemm");
+  fmt::print("{:<22} {:>12.0f} {:>10.1f} {:>9.1f} {:>6.1f}%\n", "qkv (libtorch C++)", ours.tokens_per_s,
+             ours.ms_per_step, ours.gflops, 100 * ours.gflops / sgemm);
+  if (!peer) return;
+  const double peer_tps = peer->at("tokens_per_s").get<double>();
+  const double peer_gflops = ours.gflops * peer_tps / ours.tokens_per_s;  // same FLOPs per token
+  fmt::print("{:<22} {:>12.0f} {:>10.1f} {:>9.1f} {:>6.1f}%\n",
+             fmt::format("pytorch {}", peer->at("torch_version").get<std::string>()), peer_tps,
+             peer->at("ms_per_step").get<double>(), peer_gflops, 100 * peer_gflops / sgemm);
+  fmt::print("\nratio qkv / pytorch: {:.2f}x (goal >= 1.3x); pytorch ran with {} intra-op thread(s)\n",
+             ours.tokens_per_s / peer_tps, peer->at("threads").get<int64_t>());
+}
+
+void run_bench_train(const BenchTrainArgs& args) {
+  Config config = resolve_config(args.config, args.sets);
+  const int64_t vocab = vocabulary_size(args, config);
+  const int64_t batch_size =
+      args.batch > 0 ? args.batch : std::max<int64_t>(1, config.train.max_tokens / (args.tgt_len + 1));
+  if (args.src_len + 1 > config.model.max_len || args.tgt_len + 1 > config.model.max_len)
+    throw ConfigError(
+        fmt::format("--src-len/--tgt-len + 1 must fit model.max_len = {}", config.model.max_len));
+  torch::manual_seed(1);
+  const Batch batch = synthetic_batch(batch_size, args.src_len, args.tgt_len, vocab);
+  const double sgemm = sgemm_gflops();
+  const Throughput ours = bench_qkv(config, vocab, batch, args);
+  std::optional<nlohmann::json> peer;
+  if (!args.no_peer) peer = run_peer(config, vocab, batch, args);
+  if (!args.json) return print_report(config, vocab, batch, sgemm, ours, peer, args);
+  nlohmann::json out = {
+      {"config", args.config},
+      {"vocab", vocab},
+      {"batch", batch.src.size(0)},
+      {"src_len", batch.src.size(1)},
+      {"tgt_len", batch.tgt_in.size(1)},
+      {"sgemm_gflops", sgemm},
+      {"qkv",
+       {{"tokens_per_s", ours.tokens_per_s}, {"ms_per_step", ours.ms_per_step}, {"gflops", ours.gflops}}}};
+  if (peer) {
+    out["pytorch"] = *peer;
+    out["ratio"] = ours.tokens_per_s / peer->at("tokens_per_s").get<double>();
+  }
+  std::cout << out.dump() << std::endl;
+}
+
+void setup_bench_train(CLI::App& app) {
+  CLI::App* bench = app.get_subcommand("bench");
+  auto args = std::make_shared<BenchTrainArgs>();
+  auto* cmd =
+      bench->add_subcommand("train", "Training throughput (target tokens/s) of qkv next to PyTorch's");
+  cmd->add_option("--config", args->config, "Config whose model and batch are measured")
+      ->check(CLI::ExistingFile)
+      ->capture_default_str();
+  add_set_option(*cmd, args->sets);
+  cmd->add_option("--batch", args->batch, "Sentences per batch (default: train.max_tokens / (tgt-len + 1))");
+  cmd->add_option("--src-len", args->src_len, "Source tokens per sentence, </s> excluded")
+      ->capture_default_str();
+  cmd->add_option("--tgt-len", args->tgt_len, "Target tokens per sentence, </s> excluded")
+      ->capture_default_str();
+  cmd->add_option("--vocab", args->vocab, "Vocabulary size (default: the config's data)");
+  cmd->add_option("--steps", args->steps, "Timed steps")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--warmup", args->warmup, "Untimed steps first")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_flag("--no-peer", args->no_peer, "Measure qkv only");
+  cmd->add_flag("--json", args->json, "Print one JSON object");
+  cmd->add_option("--python", args->python, "Python with PyTorch")->capture_default_str();
+  cmd->add_option("--peer-script", args->peer_script, "Path of tools/peer_train.py");
+  cmd->callback([args] { run_bench_train(*args); });
+}
+
+RegisterCommand reg{"bench_train", 12, setup_bench_train};
+
+}  // namespace
+}  // namespace qkv::cli
