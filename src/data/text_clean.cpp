@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "data/utf8.h"
 #include "error.h"
 
 namespace qkv {
@@ -16,46 +17,12 @@ constexpr size_t kChunkBytes = size_t{1} << 20;
 // What one character does to a cleaned line.
 enum class CharClass { Keep, Space, Remove };
 
-// Classifies a decoded code point (see the list in text_clean.h).
+// Classifies a code point (see the list in text_clean.h): Python's whitespace, then the controls
+// Moses removes (C0, DEL, C1) and stray byte-order marks.
 CharClass classify(char32_t c) {
-  if (c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r' || c == ' ') return CharClass::Space;
-  if (c >= 0x1c && c <= 0x1f) return CharClass::Space;  // file/group/record/unit separators
-  if (c < 0x20 || c == 0x7f) return CharClass::Remove;
-  if (c < 0x80) return CharClass::Keep;
-  if (c == 0x85 || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 ||
-      c == 0x202f || c == 0x205f || c == 0x3000) {
-    return CharClass::Space;
-  }
-  if (c < 0xa0 || c == 0xfeff) return CharClass::Remove;  // C1 controls, stray byte-order marks
+  if (utf8::is_python_space(c)) return CharClass::Space;
+  if (c < 0x20 || (c >= 0x7f && c < 0xa0) || c == 0xfeff) return CharClass::Remove;
   return CharClass::Keep;
-}
-
-// Decodes the UTF-8 sequence at raw[i]; returns its length in bytes, or 0 when it is invalid
-// (truncated, overlong, a surrogate or beyond U+10FFFF).
-size_t decode_utf8(std::string_view raw, size_t i, char32_t& c) {
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(raw[k]); };
-  const unsigned char b0 = byte(i);
-  size_t length;
-  char32_t minimum;
-  if (b0 < 0x80) {
-    c = b0;
-    return 1;
-  } else if ((b0 & 0xe0) == 0xc0) {
-    length = 2, minimum = 0x80, c = b0 & 0x1f;
-  } else if ((b0 & 0xf0) == 0xe0) {
-    length = 3, minimum = 0x800, c = b0 & 0x0f;
-  } else if ((b0 & 0xf8) == 0xf0) {
-    length = 4, minimum = 0x10000, c = b0 & 0x07;
-  } else {
-    return 0;
-  }
-  if (i + length > raw.size()) return 0;
-  for (size_t k = 1; k < length; ++k) {
-    if ((byte(i + k) & 0xc0) != 0x80) return 0;
-    c = (c << 6) | (byte(i + k) & 0x3f);
-  }
-  if (c < minimum || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) return 0;
-  return length;
 }
 
 }  // namespace
@@ -71,23 +38,22 @@ std::string TextStats::summary() const {
 }
 
 std::string clean_line(std::string_view raw, const std::string& path, int64_t line_number, TextStats& stats) {
+  if (const size_t nul = raw.find('\0'); nul != std::string_view::npos) {
+    throw DataError(fmt::format("{}:{}: NUL byte at byte {}; this does not look like a text file", path,
+                                line_number, nul + 1));
+  }
+  if (const size_t bad = utf8::find_invalid(raw); bad != utf8::kValid) {
+    throw DataError(
+        fmt::format("{}:{}: invalid UTF-8 at byte {} (0x{:02x}); convert the file to UTF-8, e.g. with "
+                    "`iconv -f latin1 -t utf-8`",
+                    path, line_number, bad + 1, static_cast<unsigned char>(raw[bad])));
+  }
   std::string out;
   out.reserve(raw.size());
   bool pending_space = false;
-  for (size_t i = 0; i < raw.size();) {
-    if (raw[i] == '\0') {
-      throw DataError(fmt::format("{}:{}: NUL byte at byte {}; this does not look like a text file", path,
-                                  line_number, i + 1));
-    }
-    char32_t c;
-    const size_t length = decode_utf8(raw, i, c);
-    if (length == 0) {
-      throw DataError(
-          fmt::format("{}:{}: invalid UTF-8 at byte {} (0x{:02x}); convert the file to UTF-8, e.g. with "
-                      "`iconv -f latin1 -t utf-8`",
-                      path, line_number, i + 1, static_cast<unsigned char>(raw[i])));
-    }
-    switch (classify(c)) {
+  for (size_t pos = 0; pos < raw.size();) {
+    const size_t start = pos;
+    switch (classify(utf8::next_code_point(raw, pos))) {
       case CharClass::Space:
         pending_space = !out.empty();
         break;
@@ -97,10 +63,9 @@ std::string clean_line(std::string_view raw, const std::string& path, int64_t li
       case CharClass::Keep:
         if (pending_space) out += ' ';
         pending_space = false;
-        out.append(raw.data() + i, length);
+        out.append(raw.data() + start, pos - start);
         break;
     }
-    i += length;
   }
   return out;
 }
