@@ -35,6 +35,20 @@ std::string describe_side(const std::vector<std::string>& lines) {
                      static_cast<double>(total) / static_cast<double>(lines.size()), words.size());
 }
 
+// Validators with plain messages (CLI11's numeric ranges print the limits of a double).
+CLI::Validator at_least(int64_t minimum) {
+  return CLI::Validator(
+      [minimum](std::string& value) -> std::string {
+        try {
+          if (std::stoll(value) >= minimum) return "";
+        } catch (const std::exception&) {
+          return "";  // not a number: CLI11's own conversion error says so
+        }
+        return fmt::format("must be at least {}, got {}", minimum, value);
+      },
+      fmt::format(">= {}", minimum));
+}
+
 struct ToyArgs {
   std::string out;
   qkv::ToyOptions options;
@@ -68,13 +82,13 @@ void add_toy(CLI::App& data) {
   auto* cmd = data.add_subcommand("toy", "Write the toy translation task (see README)");
   cmd->add_option("--out", args->out, "Output directory")->required();
   cmd->add_option("--train", args->options.train, "Training pairs")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
   cmd->add_option("--dev", args->options.dev, "Dev pairs (none of them in train)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
   cmd->add_option("--test", args->options.test, "Test pairs (none of them in train or dev)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
   cmd->add_option("--seed", args->options.seed, "Random seed (the language itself never changes)")
       ->capture_default_str();
@@ -94,23 +108,19 @@ void add_sequence_task(CLI::App& data, const std::string& name, qkv::SequenceTas
   auto* cmd = data.add_subcommand(name, help);
   cmd->add_option("--out", args->out, "Output directory")->required();
   cmd->add_option("--train", args->options.train, "Training pairs")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
-  cmd->add_option("--dev", args->options.dev, "Dev pairs")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  cmd->add_option("--test", args->options.test, "Test pairs")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+  cmd->add_option("--dev", args->options.dev, "Dev pairs")->check(at_least(0))->capture_default_str();
+  cmd->add_option("--test", args->options.test, "Test pairs")->check(at_least(0))->capture_default_str();
   cmd->add_option("--seed", args->options.seed, "Random seed")->capture_default_str();
   cmd->add_option("--symbols", args->options.symbols, "Distinct symbols, written 0 .. N-1")
-      ->check(CLI::PositiveNumber)
+      ->check(at_least(1))
       ->capture_default_str();
   cmd->add_option("--min-len", args->options.min_len, "Shortest sequence")
-      ->check(CLI::PositiveNumber)
+      ->check(at_least(1))
       ->capture_default_str();
   cmd->add_option("--max-len", args->options.max_len, "Longest sequence")
-      ->check(CLI::PositiveNumber)
+      ->check(at_least(1))
       ->capture_default_str();
   cmd->callback([args, task, name] {
     qkv::DataConfig layout;

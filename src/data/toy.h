@@ -8,7 +8,7 @@
 //   - agreement: determiners, adjectives and relative pronouns agree in gender and number with
 //     their noun; verbs agree with their subject, which can be many words away (across the object,
 //     an embedded clause, or from a relative clause back to its head noun);
-//   - sentences of 4 to 40 words a side, most of 8 to 20; 252 source and 437 target word types.
+//   - sentences of 4 to 40 words a side, most of 8 to 20; 253 source and 437 target word types.
 // The target is a function of the source sentence: the grammar never lets two structures share a
 // source string (modifiers attach to the nearest noun and cannot nest; adverbial clauses attach
 // only to the main clause; "that" only opens complement clauses, "who"/"which" relative ones).

@@ -143,7 +143,7 @@ ToyGenerator::NounPhrase ToyGenerator::noun_phrase(bool animate, int max_adjecti
   const Determiner& det = lex.determiners[static_cast<size_t>(pick(lex.determiners.size()))];
   const int r = pick(100);
   const int n_adjectives = std::min(max_adjectives, r < 45 ? 0 : r < 85 ? 1 : 2);
-  std::vector<ToyPair> parts = {word(plural ? det.src_pl : det.src_sg, det.tgt[cls])};
+  std::vector<ToyPair> parts = {ToyPair{}};  // the determiner, once the next word is known ("a" / "an")
   std::vector<size_t> chosen;
   while (static_cast<int>(chosen.size()) < n_adjectives) {
     const auto a = static_cast<size_t>(pick(lex.adjectives.size()));
@@ -152,6 +152,8 @@ ToyGenerator::NounPhrase ToyGenerator::noun_phrase(bool animate, int max_adjecti
     parts.push_back(word(lex.adjectives[a].src, lex.adjectives[a].tgt[cls]));
   }
   parts.push_back(word(plural ? noun.src_pl : noun.src_sg, plural ? noun.tgt_pl : noun.tgt_sg));
+  const bool vowel_next = std::string("aeiou").find(parts[1].src[0][0]) != std::string::npos;
+  parts[0] = word(plural ? det.src_pl : vowel_next ? det.src_sg_vowel : det.src_sg, det.tgt[cls]);
 
   // Target order: the noun, the adjectives mirrored, the determiner, then any modifier.
   std::vector<int> order;

@@ -148,10 +148,10 @@ const VerbEntry kVerbs[] = {{VerbKind::Intransitive, "sleeps", "sleep", ""},
 
 Lexicon build_lexicon() {
   Lexicon lex;
-  lex.determiners = {{"the", "the", inflect("l", kAgreementVowels)},
-                     {"a", "some", inflect("un", kAgreementVowels)},
-                     {"this", "these", inflect("st", kAgreementVowels)},
-                     {"my", "my", inflect("m", kAgreementVowels)}};
+  lex.determiners = {{"the", "the", inflect("l", kAgreementVowels), "the"},
+                     {"a", "some", inflect("un", kAgreementVowels), "an"},
+                     {"this", "these", inflect("st", kAgreementVowels), "this"},
+                     {"my", "my", inflect("m", kAgreementVowels), "my"}};
   lex.relative = inflect("h", kAgreementVowels);
   lex.prepositions = {{"in", "en"},    {"under", "sub"},   {"behind", "post"},  {"near", "apud"},
                       {"with", "kun"}, {"without", "sen"}, {"beside", "flank"}, {"from", "de"}};

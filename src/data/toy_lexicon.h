@@ -49,6 +49,7 @@ struct Verb {
 struct Determiner {
   std::string src_sg, src_pl;  // "this", "these"
   Forms tgt;
+  std::string src_sg_vowel;  // before a vowel: "an" for "a"; otherwise src_sg
 };
 
 struct WordPair {
