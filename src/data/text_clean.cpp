@@ -52,6 +52,14 @@ std::string clean_line(std::string_view raw, const std::string& path, int64_t li
   out.reserve(raw.size());
   bool pending_space = false;
   for (size_t pos = 0; pos < raw.size();) {
+    const auto byte = static_cast<unsigned char>(raw[pos]);
+    if (byte > 0x20 && byte < 0x7f) {  // printable ASCII, the common case: no decoding needed
+      if (pending_space) out += ' ';
+      pending_space = false;
+      out += static_cast<char>(byte);
+      ++pos;
+      continue;
+    }
     const size_t start = pos;
     switch (classify(utf8::next_code_point(raw, pos))) {
       case CharClass::Space:
