@@ -83,7 +83,7 @@ TEST(Batching, NoBatchOverMaxTokensOnEitherSide) {
 }
 
 TEST(Batching, GroupsSimilarLengths) {
-  // Sorting by length keeps padding small; batches of random neighbours would pad about a third.
+  // Sorting by length keeps padding small; batches of random neighbours would be about half padding.
   BatchIterator it(random_examples(2000, 50, 4), 1000, 5);
   int64_t real = 0, padded = 0;
   for (int64_t b = 0; b < it.batches_in_epoch(); ++b) {
