@@ -17,23 +17,35 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "error.h"
+#include <torch/version.h>
+
 #include "model/attention.h"
 #include "train/threads.h"
 
 namespace qkv {
 namespace {
 
+// libtorch 2.3 made Allocator::allocate non-const and added a pure virtual copy_data.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+#define QKV_ALLOCATOR_2_3 1
+#define QKV_ALLOCATE_CONST
+#else
+#define QKV_ALLOCATOR_2_3 0
+#define QKV_ALLOCATE_CONST const
+#endif
+
 // Wraps the CPU allocator and counts the bytes currently allocated through it.
 class CountingAllocator final : public c10::Allocator {
  public:
   explicit CountingAllocator(c10::Allocator* base) : base_(base) {}
 
-  c10::DataPtr allocate(size_t bytes) const override {
+  c10::DataPtr allocate(size_t bytes) QKV_ALLOCATE_CONST override {
     auto* context = new Context{base_->allocate(bytes), bytes, this};
     live_ += static_cast<int64_t>(bytes);
     void* data = context->inner.get();
@@ -41,6 +53,11 @@ class CountingAllocator final : public c10::Allocator {
     return {data, context, &CountingAllocator::release, device};
   }
   c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+#if QKV_ALLOCATOR_2_3
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+#endif
   int64_t live() const { return live_.load(); }
 
  private:

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include "model/attention_internal.h"
@@ -143,16 +144,24 @@ void softmax_rows_(torch::Tensor& s) {
 }
 
 TilePlan plan_tiles(const Problem& pr, bool all_keys) {
-  // A score tile of about 512 KiB stays in this machine's 2 MiB L2 next to the K and V blocks it
-  // multiplies, so the elementwise passes over it (softmax, mask, gradient) run from cache.
-  constexpr int64_t kTileBytes = 512 * 1024;
-  const int64_t elems = kTileBytes / pr.q.element_size();
+  // On the CPU a score tile of 2 MiB (one L2 cache's worth, well inside the shared L3) lets the
+  // elementwise passes over it (mask, softmax, gradient) run from cache between the matrix
+  // products, while keeping those products large enough for BLAS to run near its peak (0.5 to
+  // 8 MiB measured within noise of each other; 32 MiB, i.e. no tiling, was slower). On a GPU a
+  // kernel launch costs as much as a small tile's work: tiles there are as large as memory
+  // comfortably allows, which for the usual sizes means a single tile.
+  constexpr int64_t kCpuTileBytes = int64_t{2} << 20;
+  constexpr int64_t kDeviceTileBytes = int64_t{256} << 20;
+  constexpr int64_t kCpuKeyBlock = 256, kDeviceKeyBlock = 4096;
+  const bool cpu = pr.q.is_cpu();
+  const int64_t elems = (cpu ? kCpuTileBytes : kDeviceTileBytes) / pr.q.element_size();
+  const int64_t tq = std::max<int64_t>(pr.tq(), 1), tk = std::max<int64_t>(pr.tk(), 1);
   TilePlan plan;
-  plan.keys = all_keys ? std::max<int64_t>(pr.tk(), 1) : std::min<int64_t>(pr.tk(), 256);
-  plan.keys = std::max<int64_t>(plan.keys, 1);
-  plan.rows = std::max<int64_t>(std::min(elems / plan.keys, pr.tq()), std::min<int64_t>(pr.tq(), 16));
-  plan.rows = std::max<int64_t>(plan.rows, 1);
-  plan.heads = std::max<int64_t>(std::min(elems / (plan.keys * plan.rows), pr.n()), 1);
+  plan.keys = all_keys ? tk : std::min<int64_t>(tk, cpu ? kCpuKeyBlock : kDeviceKeyBlock);
+  // Whole heads when one fits (a contiguous tile), else one head and as many rows as fit.
+  plan.rows = std::clamp<int64_t>(elems / plan.keys, std::min<int64_t>(tq, 16), tq);
+  plan.heads =
+      plan.rows == tq ? std::clamp<int64_t>(elems / (plan.keys * tq), 1, std::max<int64_t>(pr.n(), 1)) : 1;
   return plan;
 }
 
