@@ -1,0 +1,228 @@
+// Table 3 at toy scale (src/train/reproduce.h): the scaling rule keeps every row's ratios to base
+// and compresses the paper's learning-rate curve in time; the budget rule is monotone and whole-table;
+// the table writers follow the paper's layout; and the runner does not retrain a finished row.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "error.h"
+#include "train/reproduce.h"
+#include "train/schedule.h"
+
+namespace qkv {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string configs_dir() {
+  return (fs::path(QKV_SOURCE_DIR) / "configs" / "aiayn").string();
+}
+
+const std::vector<Config>& full_rows() {
+  static const std::vector<Config> rows = load_full_rows(configs_dir());
+  return rows;
+}
+
+TEST(Table3Rows, PaperOrderAndLookup) {
+  const auto& rows = table3_rows();
+  ASSERT_EQ(rows.size(), 20u);
+  EXPECT_EQ(rows.front().name, "base");
+  EXPECT_EQ(rows.back().name, "big");
+  EXPECT_DOUBLE_EQ(table3_row("A1").bleu, 24.9);
+  EXPECT_DOUBLE_EQ(table3_row("C5").params_m, 168);
+  EXPECT_DOUBLE_EQ(table3_row("big").ppl, 4.33);
+  EXPECT_EQ(parse_row_list(" C4, A1,A1,big"), (std::vector<std::string>{"A1", "C4", "big"}));
+  EXPECT_EQ(parse_row_list("").size(), 20u);
+  try {
+    parse_row_list("A1,F2");
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("no row \"F2\""), std::string::npos) << e.what();
+  }
+}
+
+TEST(ScaleRule, KeepsEveryRowsRatiosToBase) {
+  const Config& paper_base = full_rows().front();
+  ScaleRule rule;  // width ÷ 8, depth ÷ 2, base 1000 steps
+  for (size_t i = 0; i < full_rows().size(); ++i) {
+    const Config& full = full_rows()[i];
+    SCOPED_TRACE("row " + table3_rows()[i].name);
+    const Config s = scale_config(full, paper_base, rule);
+    EXPECT_EQ(s.model.d_model * 8, full.model.d_model);
+    EXPECT_EQ(s.model.d_ff * 8, full.model.d_ff);
+    EXPECT_EQ(s.model.head_dim_k() * 8, full.model.head_dim_k());
+    EXPECT_EQ(s.model.head_dim_v() * 8, full.model.head_dim_v());
+    EXPECT_EQ(s.model.heads, full.model.heads);
+    EXPECT_EQ(s.model.encoder_layers * 2, full.model.encoder_layers);
+    EXPECT_EQ(s.model.decoder_layers * 2, full.model.decoder_layers);
+    EXPECT_EQ(s.model.dropout, full.model.dropout);
+    EXPECT_EQ(s.train.label_smoothing, full.train.label_smoothing);
+    EXPECT_EQ(s.model.positional, full.model.positional);
+    EXPECT_EQ(s.model.norm, full.model.norm);
+    EXPECT_EQ(s.model.share_embeddings, full.model.share_embeddings);
+    EXPECT_EQ(s.train.steps * 100, full.train.steps);  // 100K -> 1000, big's 300K -> 3000
+    EXPECT_EQ(s.train.warmup, 40);                     // 4000 of 100K
+    EXPECT_EQ(s.train.max_tokens, rule.max_tokens);    // every row batches alike
+    EXPECT_EQ(s.train.eval_every, 100);                // curves line up across rows
+    EXPECT_EQ(s.decode.beam, 4);
+    EXPECT_DOUBLE_EQ(s.decode.alpha, 0.6);
+    EXPECT_EQ(s.data.task, DataTask::Toy);
+  }
+}
+
+TEST(ScaleRule, CompressesThePapersScheduleInTime) {
+  // lr_scaled(t) = lr_paper(t · 100K / base_steps) at the scaled width, for every step.
+  const Config& paper_base = full_rows().front();
+  const Config s = scale_config(paper_base, paper_base, ScaleRule{});
+  for (int64_t t : {1, 20, 40, 41, 400, 1000}) {
+    const double paper = learning_rate(LrSchedule::Noam, 1.0, 4000, s.model.d_model, t * 100);
+    EXPECT_NEAR(learning_rate(s, t), paper, 1e-12 * paper) << "step " << t;
+  }
+}
+
+TEST(ScaleRule, RefusesAWidthThatDoesNotDivide) {
+  ScaleRule rule;
+  rule.width_divisor = 3;  // 512 / 3 is not whole
+  EXPECT_THROW(scale_config(full_rows().front(), full_rows().front(), rule), ConfigError);
+  rule = ScaleRule{};
+  rule.depth_divisor = 4;  // C1's 2 layers / 4 is not whole
+  EXPECT_THROW(scale_config(full_rows()[7], full_rows().front(), rule), ConfigError);
+}
+
+TEST(ScaleRule, BudgetSetsStepsForTheWholeTable) {
+  const Config& base = full_rows().front();
+  const ScaleRule hour = rule_for_budget(60, full_rows(), base);
+  const ScaleRule two_hours = rule_for_budget(120, full_rows(), base);
+  EXPECT_EQ(hour.base_steps % 50, 0);
+  EXPECT_GE(hour.base_steps, 100);
+  EXPECT_GT(two_hours.base_steps, 2 * hour.base_steps - 100);  // past the fixed per-row overhead
+  EXPECT_EQ(rule_for_budget(0.01, full_rows(), base).base_steps, 100);
+  EXPECT_THROW(rule_for_budget(0, full_rows(), base), ConfigError);
+  // The estimate the budget is built on, summed over the table, fits the budget.
+  double seconds = 0;
+  for (const auto& full : full_rows()) {
+    const Config s = scale_config(full, base, hour);
+    seconds += static_cast<double>(s.train.steps) * estimated_step_seconds(s);
+  }
+  EXPECT_LE(seconds, 3600.0);
+  EXPECT_GE(seconds, 0.6 * 3600.0);
+  // Bigger rows cost more per step.
+  const Config s_base = scale_config(base, base, hour);
+  const Config s_big = scale_config(full_rows().back(), base, hour);
+  EXPECT_GT(estimated_step_seconds(s_big), 2 * estimated_step_seconds(s_base));
+}
+
+RowResult fake_result(const std::string& row, size_t index, double ppl, double bleu) {
+  RowResult r;
+  r.row = row;
+  r.config = scale_config(full_rows()[index], full_rows().front(), ScaleRule{});
+  r.params = 394432 + static_cast<int64_t>(index);
+  r.steps = r.config.train.steps;
+  r.dev_ppl = ppl;
+  r.dev_bleu = bleu;
+  r.bleu_sentences = 200;
+  r.wall_seconds = 125;
+  r.curve = {{100, 40.5}, {200, 12.25}};
+  return r;
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+TEST(Table3Writers, MarkdownInPaperOrderWithBlanksAsBase) {
+  // Given out of order: big (index 19), A1 (1), base (0).
+  const std::vector<RowResult> results = {fake_result("big", 19, 3.5, 40.0), fake_result("A1", 1, 5.25, 30.5),
+                                          fake_result("base", 0, 4.75, 35.25)};
+  const Config scaled_base = results[2].config;
+  const auto md = lines(table3_markdown(results, scaled_base));
+  ASSERT_EQ(md.size(), 5u);
+  EXPECT_EQ(md[0],
+            "| row | N | d_model | d_ff | h | d_k | d_v | P_drop | ε_ls | pos | steps | params | dev PPL | "
+            "dev BLEU "
+            "| paper PPL | paper BLEU | paper params ×10⁶ | time |");
+  EXPECT_EQ(md[2],
+            "| base | 3 | 64 | 256 | 8 | 8 | 8 | 0.1 | 0.1 | sin | 1000 | 394,432 | 4.75 | 35.25 | 4.92 | "
+            "25.8 | 65 "
+            "| 2m05s |");
+  EXPECT_EQ(md[3],
+            "| A1 |  |  |  | 1 | 64 | 64 |  |  |  |  | 394,433 | 5.25 | 30.50 | 5.29 | 24.9 |  | 2m05s |");
+  EXPECT_EQ(md[4],
+            "| big |  | 128 | 512 | 16 |  |  | 0.3 |  |  | 3000 | 394,451 | 3.50 | 40.00 | 4.33 | 26.4 | 213 "
+            "| 2m05s |");
+}
+
+TEST(Table3Writers, CsvHasEveryValue) {
+  const std::vector<RowResult> results = {fake_result("E", 18, 4.5, 33.0),
+                                          fake_result("base", 0, 4.75, 35.25)};
+  const auto csv = lines(table3_csv(results));
+  ASSERT_EQ(csv.size(), 3u);
+  EXPECT_EQ(csv[1], "base,3,64,256,8,8,8,0.1,0.1,sinusoidal,1000,394432,4.7500,35.25,200,125.0,4.92,25.8,65");
+  EXPECT_EQ(csv[2], "E,3,64,256,8,8,8,0.1,0.1,learned,1000,394450,4.5000,33.00,200,125.0,4.92,25.7,");
+  const auto curves = lines(curves_csv(results));
+  EXPECT_EQ(curves, (std::vector<std::string>{"row,step,dev_ppl", "base,100,40.5000", "base,200,12.2500",
+                                              "E,100,40.5000", "E,200,12.2500"}));
+}
+
+TEST(Table3Writers, RowResultRoundTripsThroughJson) {
+  const RowResult r = fake_result("C4", 10, 6.5, 20.0);
+  const RowResult back = RowResult::from_json(r.to_json(), "result.json");
+  EXPECT_EQ(back.to_json(), r.to_json());
+  EXPECT_EQ(back.config.model.d_model, 32);
+  EXPECT_THROW(RowResult::from_json(nlohmann::json{{"row", "C4"}}, "result.json"), DataError);
+}
+
+// A tiny table (one row of 1 layer, 10 steps, 200 training pairs): the runner writes the tables,
+// does not retrain the finished row, and refuses to mix it with another scaling.
+TEST(Table3Runner, FinishedRowIsNotRetrained) {
+  const fs::path dir = fs::temp_directory_path() / fmt::format("qkv_test_reproduce_{}", ::getpid());
+  fs::remove_all(dir);
+  ReproduceOptions options;
+  options.out_dir = dir.string();
+  options.configs_dir = configs_dir();
+  options.rows = {"C1"};
+  options.rule.base_steps = 10;
+  options.rule.evaluations = 2;
+  options.rule.train_size = 200;
+  options.rule.dev_size = 20;
+  options.rule.bleu_sentences = 5;
+  options.rule.curve_bleu_sentences = 5;
+  options.plot = false;
+  std::ostringstream first_log;
+  options.log = &first_log;
+  const auto first = run_table3(options);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].row, "C1");
+  EXPECT_EQ(first[0].steps, 10);
+  EXPECT_EQ(first[0].bleu_sentences, 5);
+  EXPECT_GT(first[0].dev_ppl, 1.0);
+  ASSERT_EQ(first[0].curve.size(), 2u);
+  EXPECT_EQ(first[0].curve[1].step, 10);
+  EXPECT_TRUE(fs::exists(dir / "table3.md"));
+  EXPECT_TRUE(fs::exists(dir / "table3.csv"));
+  EXPECT_TRUE(fs::exists(dir / "curves.csv"));
+  const auto stamp = fs::last_write_time(dir / "rows" / "C1" / "result.json");
+
+  std::ostringstream second_log;
+  options.log = &second_log;
+  const auto second = run_table3(options);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].to_json(), first[0].to_json());
+  EXPECT_EQ(fs::last_write_time(dir / "rows" / "C1" / "result.json"), stamp);
+  EXPECT_NE(second_log.str().find("C1 (1/1): finished already"), std::string::npos) << second_log.str();
+
+  options.rule.base_steps = 20;  // another budget: the finished row does not fit it
+  EXPECT_THROW(run_table3(options), ConfigError);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace qkv
