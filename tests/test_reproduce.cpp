@@ -1,6 +1,7 @@
 // Table 3 at toy scale (src/train/reproduce.h): the scaling rule keeps every row's ratios to base
 // and compresses the paper's learning-rate curve in time; the budget rule is monotone and whole-table;
-// the table writers follow the paper's layout; and the runner does not retrain a finished row.
+// the table writers follow the paper's layout; the runner does not retrain a finished row; and the
+// attention maps drawn from its checkpoint are distributions, causal in the decoder.
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "error.h"
+#include "train/attention_map.h"
 #include "train/reproduce.h"
 #include "train/schedule.h"
 
@@ -221,6 +223,37 @@ TEST(Table3Runner, FinishedRowIsNotRetrained) {
 
   options.rule.base_steps = 20;  // another budget: the finished row does not fit it
   EXPECT_THROW(run_table3(options), ConfigError);
+
+  // The attention pictures of the row's checkpoint: one probability distribution per query, the
+  // decoder's self-attention causal, the tokens matching the maps' sides.
+  InferenceModel loaded =
+      load_inference_model((dir / "rows" / "C1" / "checkpoints" / "step-10.pt").string(), torch::kCPU);
+  const AttentionPicture picture = collect_attention(loaded, "the student sells the thief .");
+  const auto maps = attention_json(picture, 1, std::nullopt);
+  const size_t s = picture.src_tokens.size(), t = picture.tgt_in_tokens.size();
+  EXPECT_EQ(s, 7u);  // six words and </s>
+  EXPECT_EQ(picture.src_tokens.back(), "</s>");
+  EXPECT_EQ(picture.tgt_in_tokens.front(), "<s>");
+  EXPECT_EQ(picture.tgt_out_tokens.size(), t);
+  ASSERT_EQ(maps["heads"].size(), 8u);
+  for (const char* kind : {"encoder_self", "decoder_self", "decoder_cross"}) {
+    SCOPED_TRACE(kind);
+    const auto& grid = maps[kind][7];  // head 8
+    ASSERT_EQ(grid.size(), std::string(kind) == "encoder_self" ? s : t);
+    for (size_t q = 0; q < grid.size(); ++q) {
+      double sum = 0;
+      for (size_t k = 0; k < grid[q].size(); ++k) {
+        sum += grid[q][k].get<double>();
+        if (std::string(kind) == "decoder_self" && k > q) {
+          EXPECT_EQ(grid[q][k].get<double>(), 0.0);
+        }
+      }
+      EXPECT_NEAR(sum, 1.0, 1e-6);  // float32 softmax rows, summed in double
+    }
+  }
+  EXPECT_EQ(attention_json(picture, 1, 3)["heads"], nlohmann::json::array({3}));
+  EXPECT_THROW(attention_json(picture, 2, std::nullopt), ConfigError);  // C1 has one layer
+  EXPECT_THROW(attention_json(picture, 1, 9), ConfigError);
   fs::remove_all(dir);
 }
 
