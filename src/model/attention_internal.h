@@ -102,7 +102,7 @@ void for_each_tile(const Problem& pr, const TilePlan& plan, F&& f) {
 
 // out [N, Tq, Dv]; probs [N, Tq, Tk] (without dropout) when `save_probs`, else undefined.
 std::tuple<torch::Tensor, torch::Tensor> standard_forward(const Problem& pr, bool save_probs);
-// Returns dq [N, Tq, Dk] (with respect to the unscaled q), dk, dv.
+// Returns dq [N, Tq, Dk] (with respect to the unscaled q), dk [N, Tk, Dk], dv [N, Tk, Dv].
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> standard_backward(const Problem& pr,
                                                                           const torch::Tensor& out,
                                                                           const torch::Tensor& probs,

@@ -63,10 +63,13 @@ std::tuple<torch::Tensor, torch::Tensor> memory_efficient_forward(const Problem&
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> memory_efficient_backward(
     const Problem& pr, const torch::Tensor& out, const torch::Tensor& lse, const torch::Tensor& grad_out) {
   const auto plan = plan_tiles(pr, false);
-  auto dq = torch::zeros_like(pr.q);                          // [N, Tq, Dk]
-  auto dk = torch::zeros_like(pr.k);                          // [N, Tk, Dk]
-  auto dv = torch::zeros_like(pr.v);                          // [N, Tk, Dv]
-  auto row_dot = (grad_out * out).sum(-1, /*keepdim=*/true);  // [N, Tq, 1] D
+  // With a single query block, each key block's dK and dV have one writer, which writes them
+  // directly; with several they accumulate. dQ is written by the first key block, then accumulates.
+  const bool whole_heads = pr.tq() > 0 && plan.rows >= pr.tq();
+  auto dq = torch::empty_like(pr.q);                                          // [N, Tq, Dk]
+  auto dk = whole_heads ? torch::empty_like(pr.k) : torch::zeros_like(pr.k);  // [N, Tk, Dk]
+  auto dv = whole_heads ? torch::empty_like(pr.v) : torch::zeros_like(pr.v);  // [N, Tk, Dv]
+  auto row_dot = (grad_out * out).sum(-1, /*keepdim=*/true);                  // [N, Tq, 1] D
   for_each_tile(pr, plan, [&](int64_t n0, int64_t n1, int64_t i0, int64_t i1) {
     const int64_t n = n1 - n0, bq = i1 - i0, ke = pr.key_end(i1);
     auto q = pr.q.slice(0, n0, n1).slice(1, i0, i1);                   // [n, bq, Dk] (scaled)
@@ -75,6 +78,7 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> memory_efficient_backwar
     auto tile_dot = row_dot.slice(0, n0, n1).slice(1, i0, i1);         // [n, bq, 1]
     auto dq_tile = dq.slice(0, n0, n1).slice(1, i0, i1);               // [n, bq, Dk]
     auto p_buffer = torch::empty({n, bq, plan.keys}, pr.q.options());  // [n, bq, bk]
+    if (ke == 0) dq_tile.zero_();                                      // no visible key: no gradient
     for (int64_t j0 = 0; j0 < ke; j0 += plan.keys) {
       const int64_t j1 = std::min(j0 + plan.keys, ke);
       auto k = pr.k.slice(0, n0, n1).slice(1, j0, j1);  // [n, bk, Dk]
@@ -89,11 +93,26 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> memory_efficient_backwar
         dp.mul_(keep);  // 3. dP_j
         p_used = p * keep;
       }
-      dv.slice(0, n0, n1).slice(1, j0, j1).baddbmm_(p_used.transpose(1, 2), d_out);  // 4. dV_j
-      dp.sub_(tile_dot).mul_(p);                                                     // 2. dS_j
-      dq_tile.baddbmm_(dp, k, 1.0, pr.scale);                                        // 1. dQ
-      dk.slice(0, n0, n1).slice(1, j0, j1).baddbmm_(dp.transpose(1, 2), q);          //    dK_j
+      auto dv_block = dv.slice(0, n0, n1).slice(1, j0, j1);  // [n, bk, Dv]
+      auto dk_block = dk.slice(0, n0, n1).slice(1, j0, j1);  // [n, bk, Dk]
+      if (whole_heads) {
+        at::bmm_out(dv_block, p_used.transpose(1, 2), d_out);  // 4. dV_j
+      } else {
+        dv_block.baddbmm_(p_used.transpose(1, 2), d_out);
+      }
+      dp.sub_(tile_dot).mul_(p);  // 2. dS_j
+      if (j0 == 0) {
+        at::bmm_out(dq_tile, dp, k);  // 1. dQ, scaled after the last block
+      } else {
+        dq_tile.baddbmm_(dp, k);
+      }
+      if (whole_heads) {
+        at::bmm_out(dk_block, dp.transpose(1, 2), q);  //    dK_j
+      } else {
+        dk_block.baddbmm_(dp.transpose(1, 2), q);
+      }
     }
+    dq_tile.mul_(pr.scale);
   });
   return {dq, dk, dv};
 }

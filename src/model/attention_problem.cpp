@@ -88,7 +88,7 @@ Problem make_problem(const torch::Tensor& q, const torch::Tensor& k, const torch
   pr.batch = q.size(0);
   pr.heads = q.size(1);
   const int64_t n = pr.batch * pr.heads;
-  pr.q = q.reshape({n, q.size(2), q.size(3)}).mul(scale);    // [N, Tq, Dk]
+  pr.q = q.reshape({n, q.size(2), q.size(3)}).mul(scale);    // [N, Tq, Dk], scaled once: cheaper than S
   pr.k = k.reshape({n, k.size(2), k.size(3)}).contiguous();  // [N, Tk, Dk]
   pr.v = v.reshape({n, v.size(2), v.size(3)}).contiguous();  // [N, Tk, Dv]
   if (key_padding_mask.defined()) {

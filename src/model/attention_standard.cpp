@@ -83,11 +83,15 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> standard_backward(const 
                                                                           const torch::Tensor& out,
                                                                           const torch::Tensor& probs,
                                                                           const torch::Tensor& grad_out) {
-  auto dq = torch::empty_like(pr.q);                          // [N, Tq, Dk]
-  auto dk = torch::zeros_like(pr.k);                          // [N, Tk, Dk]
-  auto dv = torch::zeros_like(pr.v);                          // [N, Tk, Dv]
-  auto row_dot = (grad_out * out).sum(-1, /*keepdim=*/true);  // [N, Tq, 1] rowsum(dO ∘ O)
-  for_each_tile(pr, plan_tiles(pr, true), [&](int64_t n0, int64_t n1, int64_t i0, int64_t i1) {
+  const auto plan = plan_tiles(pr, true);
+  // When a tile holds every query row of its heads, it alone writes their dK and dV (all keys: the
+  // last row sees them all), so it writes them directly; with query blocks it accumulates.
+  const bool whole_heads = pr.tq() > 0 && plan.rows >= pr.tq();
+  auto dq = torch::empty_like(pr.q);                                          // [N, Tq, Dk]
+  auto dk = whole_heads ? torch::empty_like(pr.k) : torch::zeros_like(pr.k);  // [N, Tk, Dk]
+  auto dv = whole_heads ? torch::empty_like(pr.v) : torch::zeros_like(pr.v);  // [N, Tk, Dv]
+  auto row_dot = (grad_out * out).sum(-1, /*keepdim=*/true);                  // [N, Tq, 1] rowsum(dO ∘ O)
+  for_each_tile(pr, plan, [&](int64_t n0, int64_t n1, int64_t i0, int64_t i1) {
     const int64_t ke = pr.key_end(i1);
     auto dq_tile = dq.slice(0, n0, n1).slice(1, i0, i1);  // [n, bq, Dk]
     if (ke == 0) {
@@ -106,10 +110,20 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> standard_backward(const 
       dp.mul_(keep);      // 3. dP
       p_used = p * keep;  //    P̃
     }
-    dv.slice(0, n0, n1).slice(1, 0, ke).baddbmm_(p_used.transpose(1, 2), d_out);  // 4. dV += P̃ᵀ dO
-    dp.sub_(row_dot.slice(0, n0, n1).slice(1, i0, i1)).mul_(p);                   // 2. dS
-    at::bmm_out(dq_tile, dp, k).mul_(pr.scale);                                   // 1. dQ
-    dk.slice(0, n0, n1).slice(1, 0, ke).baddbmm_(dp.transpose(1, 2), q);          //    dK += dSᵀ(scale·Q)
+    auto dv_tile = dv.slice(0, n0, n1).slice(1, 0, ke);  // [n, ke, Dv]
+    auto dk_tile = dk.slice(0, n0, n1).slice(1, 0, ke);  // [n, ke, Dk]
+    if (whole_heads) {
+      at::bmm_out(dv_tile, p_used.transpose(1, 2), d_out);  // 4. dV = P̃ᵀ dO
+    } else {
+      dv_tile.baddbmm_(p_used.transpose(1, 2), d_out);  //    dV += P̃ᵀ dO
+    }
+    dp.sub_(row_dot.slice(0, n0, n1).slice(1, i0, i1)).mul_(p);  // 2. dS
+    at::bmm_out(dq_tile, dp, k).mul_(pr.scale);                  // 1. dQ = scale · dS K
+    if (whole_heads) {
+      at::bmm_out(dk_tile, dp.transpose(1, 2), q);  //    dK = dSᵀ (scale·Q)
+    } else {
+      dk_tile.baddbmm_(dp.transpose(1, 2), q);  //    dK += dSᵀ (scale·Q)
+    }
   });
   return {dq, dk, dv};
 }
