@@ -19,12 +19,11 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "error.h"
-#include <torch/version.h>
-
 #include "model/attention.h"
 #include "train/threads.h"
 
@@ -58,7 +57,9 @@ class CountingAllocator final : public c10::Allocator {
     default_copy_data(dest, src, count);
   }
 #endif
-  int64_t live() const { return live_.load(); }
+  int64_t live() const {
+    return live_.load();
+  }
 
  private:
   struct Context {
