@@ -52,6 +52,7 @@ struct BenchTrainArgs {
 };
 
 struct Throughput {
+  int64_t parameters = 0;
   double tokens_per_s = 0.0;
   double ms_per_step = 0.0;
   double gflops = 0.0;
@@ -109,7 +110,9 @@ Throughput bench_qkv(const Config& config, int64_t vocab, const Batch& batch, co
   const double flops =
       training_flops(config.model, vocab, batch.src.size(0), batch.src.size(1), batch.tgt_in.size(1));
   const double steps = static_cast<double>(args.steps);
-  return {static_cast<double>(batch.tgt_tokens) * steps / seconds, 1000.0 * seconds / steps,
+  int64_t parameters = 0;
+  for (const auto& p : model->parameters()) parameters += p.numel();
+  return {parameters, static_cast<double>(batch.tgt_tokens) * steps / seconds, 1000.0 * seconds / steps,
           flops * steps / seconds / 1e9};
 }
 
@@ -128,12 +131,13 @@ nlohmann::json run_peer(const Config& config, int64_t vocab, const Batch& batch,
   const auto& m = config.model;
   const std::string command = fmt::format(
       "'{}' '{}' --json --d-model {} --d-ff {} --heads {} --encoder-layers {} --decoder-layers {} --vocab {} "
-      "--dropout {} --label-smoothing {} --norm {} --batch {} --src-len {} --tgt-len {} --adam-betas {} {} "
+      "--dropout {} --attention-dropout {} --relu-dropout {} --label-smoothing {} --norm {} --batch {} "
+      "--src-len {} --tgt-len {} --adam-betas {} {} "
       "--adam-eps {} --threads {} --steps {} --warmup {} 2>&1",
       args.python, find_peer_script(args), m.d_model, m.d_ff, m.heads, m.encoder_layers, m.decoder_layers,
-      vocab, m.dropout, config.train.label_smoothing, to_string(m.norm), batch.src.size(0), batch.src.size(1),
-      batch.tgt_in.size(1), config.train.adam_betas[0], config.train.adam_betas[1], config.train.adam_eps,
-      at::get_num_threads(), args.steps, args.warmup);
+      vocab, m.dropout, m.attention_dropout, m.relu_dropout, config.train.label_smoothing, to_string(m.norm),
+      batch.src.size(0), batch.src.size(1), batch.tgt_in.size(1), config.train.adam_betas[0],
+      config.train.adam_betas[1], config.train.adam_eps, at::get_num_threads(), args.steps, args.warmup);
   FILE* pipe = ::popen(command.c_str(), "r");
   if (pipe == nullptr) throw std::runtime_error("cannot start the PyTorch peer: " + command);
   std::string output;
@@ -174,8 +178,9 @@ void print_report(const Config& config, int64_t vocab, const Batch& batch, doubl
   fmt::print("{:<22} {:>12.0f} {:>10.1f} {:>9.1f} {:>6.1f}%\n",
              fmt::format("pytorch {}", peer->at("torch_version").get<std::string>()), peer_tps,
              peer->at("ms_per_step").get<double>(), peer_gflops, 100 * peer_gflops / sgemm);
-  fmt::print("\nratio qkv / pytorch: {:.2f}x (goal >= 1.3x); pytorch ran with {} intra-op thread(s)\n",
-             ours.tokens_per_s / peer_tps, peer->at("threads").get<int64_t>());
+  fmt::print("\nratio qkv / pytorch: {:.2f}x (goal >= 1.3x)\n", ours.tokens_per_s / peer_tps);
+  fmt::print("parameters: qkv {}, pytorch {}; pytorch ran with {} intra-op thread(s)\n", ours.parameters,
+             peer->at("params").get<int64_t>(), peer->at("threads").get<int64_t>());
 }
 
 void run_bench_train(const BenchTrainArgs& args) {

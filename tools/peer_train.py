@@ -7,10 +7,11 @@ smoothing and thread settings of its own measurement, and prints both throughput
 
 The model mirrors qkv's (Vaswani et al. 2017, §3): one embedding matrix shared by source, target and
 the pre-softmax projection, scaled by sqrt(d_model), plus sinusoidal positions and dropout;
-torch.nn.Transformer in between (post-norm unless --norm pre). Differences that PyTorch imposes:
-nn.Transformer adds a final LayerNorm to each stack even in post-norm (two extra LayerNorms, a
-negligible cost), and its label smoothing spreads eps over all V classes rather than the V - 1
-non-target ones (same cost).
+torch.nn.Transformer in between (post-norm unless --norm pre). nn.Transformer uses one dropout rate
+everywhere; the script then sets the attention-probability and FFN-inner (after ReLU) dropouts to
+--attention-dropout and --relu-dropout, and drops the final LayerNorm of each stack in post-norm,
+so that the network is qkv's. The one difference left: PyTorch's label smoothing spreads eps over
+all V classes rather than the V - 1 non-target ones (the same cost).
 
 Batches are synthetic: random tokens 4..V-1 in fixed [B, S] / [B, T] shapes, the same every step,
 without padding, so both sides do exactly the same arithmetic. Timing starts after --warmup steps.
@@ -38,7 +39,9 @@ def parse_args(argv):
     p.add_argument("--encoder-layers", type=int, default=3)
     p.add_argument("--decoder-layers", type=int, default=3)
     p.add_argument("--vocab", type=int, default=1000)
-    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--dropout", type=float, default=0.1, help="residual and embedding dropout")
+    p.add_argument("--attention-dropout", type=float, default=0.0, help="on attention probabilities")
+    p.add_argument("--relu-dropout", type=float, default=0.0, help="inside the FFN, after the ReLU")
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--norm", choices=["post", "pre"], default="post")
     p.add_argument("--batch", type=int, default=64, help="sentences per batch (B)")
@@ -77,6 +80,15 @@ class Seq2Seq(nn.Module):
             d_model=a.d_model, nhead=a.heads, num_encoder_layers=a.encoder_layers,
             num_decoder_layers=a.decoder_layers, dim_feedforward=a.d_ff, dropout=a.dropout,
             batch_first=True, norm_first=(a.norm == "pre"))
+        layers = list(self.transformer.encoder.layers) + list(self.transformer.decoder.layers)
+        for layer in layers:
+            layer.self_attn.dropout = a.attention_dropout
+            layer.dropout = nn.Dropout(a.relu_dropout)  # the FFN's inner dropout
+        for layer in self.transformer.decoder.layers:
+            layer.multihead_attn.dropout = a.attention_dropout
+        if a.norm == "post":  # the paper's post-norm stacks end without a LayerNorm
+            self.transformer.encoder.norm = None
+            self.transformer.decoder.norm = None
 
     def embed_tokens(self, ids):  # [B, L] -> [B, L, C]
         return self.dropout(self.embed(ids) * self.scale + self.pe[: ids.size(1)])

@@ -1,0 +1,33 @@
+// y = x Wᵀ + b with the matrix products done by oneDNN's sgemm on the CPU.
+//
+// Why: on CPUs that Debian's OpenBLAS 0.3.21 does not know (AMD Zen 4, for one), OpenBLAS falls back
+// to its Haswell (AVX2) kernels, while oneDNN, which libtorch already loads (libdnnl.so.2), uses
+// AVX-512. For the Transformer's shapes that is about twice the FLOP rate on one core (qkv bench
+// train prints the figures). oneDNN threads with OpenMP, i.e. with ATen's intra-op thread count.
+//
+// gemm_linear() is a drop-in for torch::linear: the same shapes, the same gradients (forward and backward
+// are one autograd Function, below), and it falls back to torch::linear wherever oneDNN's sgemm does
+// not apply: tensors that are not float32 on the CPU, or a libtorch without libdnnl's C API (CUDA
+// builds link oneDNN statically and hide it).
+//
+// Dimensions: N = rows (all leading dimensions of x flattened), I = in features, O = out features.
+#pragma once
+
+#include <torch/types.h>
+
+namespace qkv {
+
+// x [..., I], weight [O, I], bias [O] or undefined -> [..., O].
+torch::Tensor gemm_linear(const torch::Tensor& x, const torch::Tensor& weight,
+                          const torch::Tensor& bias = {});
+
+// True when oneDNN's sgemm was found (then float32 CPU products go through it).
+bool onednn_sgemm_available();
+
+// Row-major C = α·op(A)·op(B) + β·C on contiguous float32 CPU matrices, op = transpose when t_* is
+// true: A is [M, K] (or [K, M] transposed), B is [K, N] (or [N, K]), C is [M, N]. Uses oneDNN when
+// available, else torch::addmm_.
+void sgemm(bool t_a, bool t_b, const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c,
+           float alpha = 1.0f, float beta = 0.0f);
+
+}  // namespace qkv
