@@ -25,10 +25,12 @@ torch::Tensor attention_probabilities(const torch::Tensor& q, const torch::Tenso
                                       std::optional<double> scale) {
   detail::check_inputs(q, k, k, key_padding_mask, 0.0);
   torch::NoGradGuard no_grad;
-  const auto pr = detail::make_problem(
-      q.detach(), k.detach(), k.detach(), key_padding_mask, causal,
-      detail::resolve_scale(scale.has_value() ? c10::optional<double>(*scale) : c10::nullopt, q.size(3)), 0.0,
-      0);
+  c10::optional<double> given_scale;
+  if (scale.has_value()) given_scale = *scale;
+  const double s = detail::resolve_scale(given_scale, q.size(3));
+  // k stands in for v: the probabilities never touch the values.
+  const auto pr = detail::make_problem(q.detach(), k.detach(), k.detach(), key_padding_mask, causal, s,
+                                       /*dropout_p=*/0.0, /*seed=*/0);
   return detail::probabilities(pr).view({q.size(0), q.size(1), q.size(2), k.size(2)});
 }
 
