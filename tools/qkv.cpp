@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
   int threads = 0;
-  app.add_option("--threads", threads, "Intra-op threads (0 = choose for this machine)")
+  app.add_option("--threads", threads, "Cores to use, for ATen and BLAS together (0 = every core this process may run on)")
       ->check(CLI::NonNegativeNumber);
   app.parse_complete_callback([&] { qkv::configure_threads(threads); });
 

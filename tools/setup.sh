@@ -14,9 +14,12 @@ packages=(
   build-essential cmake pkg-config
   libtorch-dev libfmt-dev nlohmann-json3-dev libcli11-dev libgtest-dev googletest
   libsentencepiece-dev libgloo-dev
-  libopenblas0-pthread   # BLAS at run time: see README, "Threads and BLAS"
+  libopenblas0-openmp    # BLAS at run time, sharing libtorch's OpenMP pool: README, "Threads and BLAS"
   python3-torch python3-matplotlib python3-nltk   # the PyTorch peer, plots and BLEU cross-checks
 )
+
+sudo_cmd=()
+[[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -24,11 +27,17 @@ for p in "${packages[@]}"; do
 done
 if ((${#missing[@]})); then
   echo "[setup] installing: ${missing[*]}"
-  sudo_cmd=()
-  [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# OpenBLAS's OpenMP build ranks below the pthread build among Debian's alternatives, so choose it
+# explicitly (all three libraries, so that BLAS and LAPACK never load two different builds).
+for lib in libblas.so.3 liblapack.so.3 libopenblas.so.0; do
+  want="/usr/lib/x86_64-linux-gnu/openblas-openmp/$lib"
+  have="$(update-alternatives --query "$lib-x86_64-linux-gnu" | sed -n 's/^Value: //p')"
+  [[ "$have" == "$want" ]] || "${sudo_cmd[@]}" update-alternatives --set "$lib-x86_64-linux-gnu" "$want"
+done
 
 jobs="$(nproc)"
 if [[ ! -f "$build/CMakeCache.txt" ]]; then
