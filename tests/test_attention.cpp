@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "model/attention.h"
+#include "model/attention_dropout.h"
 #include "support.h"
 
 namespace qkv {
@@ -257,6 +258,30 @@ QKV_DEVICE_TEST(AttentionDropout, DropsTheRequestedFractionAndRescales) {
     auto kept = out.masked_select(out.ne(0.0));
     EXPECT_TRUE(expect_close(kept, torch::full_like(kept, 1.0 / (tk * (1 - p))), 1e-15, 0, impl));
   }
+}
+
+// The largest |correlation| between two distinct rows of x [rows, samples] holding ±1.
+double max_offdiagonal_correlation(const torch::Tensor& x) {
+  auto c = at::matmul(x, x.t()).div_(x.size(1)).abs_();  // [rows, rows]
+  c.fill_diagonal_(0.0);
+  return c.max().item<double>();
+}
+
+// The keep decisions of distinct rows (across heads too) and of distinct keys are uncorrelated,
+// and neither identical nor complementary: a hash that combines row and key badly shows up as
+// |correlation| near 1.
+TEST(AttentionDropout, KeepMaskHasNoRowOrKeyStructure) {
+  const auto f64 = torch::TensorOptions().dtype(torch::kDouble);
+  auto keep = detail::dropout_keep(123, 0.5, 0, 8, 0, 64, 0, 1024, f64);  // [8, 64, 1024]: 0 or 2
+  auto z = keep.sub(1.0).view({512, 1024});                               // ±1
+  EXPECT_NEAR(z.mean().item<double>(), 0.0, 0.01);                        // 524288 fair coins: sd 0.0014
+  // 512 rows of 1024 keys: a pair's correlation has sd 1/32, the largest of 130816 pairs ~ 4.9 sd.
+  EXPECT_LT(max_offdiagonal_correlation(z), 0.25);
+  // 1024 keys seen by 512 rows: sd 1/sqrt(512) = 0.044, the largest of 523776 pairs ~ 5.2 sd.
+  EXPECT_LT(max_offdiagonal_correlation(z.t()), 0.35);
+  // A block regenerates exactly the entries of the larger mask it is part of.
+  auto block = detail::dropout_keep(123, 0.5, 3, 5, 10, 20, 300, 556, f64);
+  EXPECT_TRUE(torch::equal(block, keep.slice(0, 3, 5).slice(1, 10, 20).slice(2, 300, 556)));
 }
 
 }  // namespace

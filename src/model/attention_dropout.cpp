@@ -29,15 +29,24 @@ torch::Tensor dropout_keep(int64_t seed, double p, int64_t n0, int64_t n1, int64
   const auto ints = options.dtype(torch::kLong);
   const int64_t seed_low = seed & kLow32;
   const int64_t seed_high = (seed >> 32) & kLow32;
-  // One 32-bit stream per head, then per row, then per key: each level mixes the previous hash
-  // with its own index (masked to 32 bits first), so two positions share a hash only by chance.
+  // Rows and keys are hashed separately, each fully mixed: per head, then per row within it ([n, bq]);
+  // per key, salted by the seed ([bk]). An entry combines the two with half a finaliser: xor, multiply,
+  // xor-shift, multiply. Fewer steps leave visible structure: with xor and one multiply (with or
+  // without the shift) the keep decisions of two rows, whose row hashes differ by a fixed d,
+  // correlate up to 0.6 (test_attention's KeepMaskHasNoRowOrKeyStructure). A full finaliser per entry
+  // costs five times as much (64-bit shifts are not vectorised), more than the attention it masks.
   auto h = mix32_(torch::arange(n0, n1, ints).add_(seed_high).bitwise_and_(kLow32));  // [n]
   auto rows = torch::arange(i0, i1, ints).mul_(int64_t{0x2545f491});                  // [bq]
   h = mix32_(h.bitwise_xor_(seed_low).unsqueeze(1).add(rows).bitwise_and_(kLow32));   // [n, bq]
-  h = mix32_(h.unsqueeze(2).bitwise_xor(torch::arange(j0, j1, ints)));                // [n, bq, bk]
-  // Keep with probability 1 - p: the hash is uniform on [0, 2^32).
+  auto keys = torch::arange(j0, j1, ints).mul_(int64_t{0x2545f491}).add_(seed_low + 1);
+  keys = mix32_(keys.bitwise_and_(kLow32));       // [bk]
+  auto entry = h.unsqueeze(2).bitwise_xor(keys);  // [n, bq, bk]
+  entry.mul_(int64_t{0x7feb352d}).bitwise_and_(kLow32);
+  entry.bitwise_xor_(entry.bitwise_right_shift(15));
+  entry.mul_(int64_t{0x5bd1e995}).bitwise_and_(kLow32);  // uniform on [0, 2^32)
+  // Keep with probability 1 - p.
   const auto threshold = static_cast<int64_t>(std::llround(p * 4294967296.0));
-  return h.ge(threshold).to(options.dtype()).mul_(1.0 / (1.0 - p));
+  return entry.ge(threshold).to(options.dtype()).mul_(1.0 / (1.0 - p));
 }
 
 }  // namespace qkv::detail

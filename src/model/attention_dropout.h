@@ -1,10 +1,11 @@
 // Attention dropout that any block of the probability matrix can regenerate on its own.
 //
 // Whether probability (n, i, j) is kept is a pure function of (seed, n, i, j): a counter-based hash
-// (MurmurHash3's 32-bit finaliser, with multipliers below 2^31 so every product fits in int64)
-// computed with integer tensor ops on the inputs' device. The forward pass draws one seed; backward,
-// and the memory-efficient implementation's per-block recomputation, rebuild exactly the same mask
-// from it, so no [N, Tq, Tk] mask is ever stored.
+// (MurmurHash3's 32-bit finaliser on the row and key indices, combined per entry by half a
+// finaliser; multipliers below 2^31 so that every product fits in int64) computed with integer
+// tensor ops on the inputs' device. The forward pass draws one seed; backward, and the
+// memory-efficient implementation's per-block recomputation, rebuild exactly the same mask from
+// it, so no [N, Tq, Tk] mask is ever stored.
 //
 // Dimensions: N = batch·heads, i = query row, j = key.
 #pragma once
