@@ -48,7 +48,7 @@ cmake --build "$build" -j "$jobs"
 case "$mode" in
   run)
     cd "$root"
-    "$build/qkv" train --config configs/toy.json --out runs/toy
+    "$build/qkv" train --config configs/toy.json --out runs/toy --overwrite
     ;;
   test)
     cd "$build"
