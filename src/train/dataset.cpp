@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "data/binarize.h"
+#include "data/binarized.h"
 #include "data/corpus.h"
 #include "data/synthetic.h"
 #include "data/vocab.h"
@@ -164,8 +166,31 @@ CodecPair codecs_from_json(const DataConfig& data, const nlohmann::json& record)
   }
 }
 
+namespace {
+
+// The training split from {dir}/{prefix}.{src}-{tgt}.bin (`qkv data binarize`): ids as they were
+// encoded, checked against the codecs in use and the text they came from; pairs with an empty side
+// or a side longer than data.max_len codec tokens are dropped. No text is kept: BLEU uses dev/test.
+Split load_binarized_train(const DataConfig& data, const std::string& path, const CodecPair& codecs,
+                           int64_t max_tokens, std::ostream& log) {
+  const BinarizedCorpus corpus(path);
+  corpus.check_codecs(*codecs.src, *codecs.tgt);
+  corpus.check_text(split_paths(data, data.train_prefix));
+  FilterStats stats;
+  Split split;
+  split.name = "train";
+  split.examples = training_examples(corpus, std::min(data.max_len, max_tokens), stats);
+  log << fmt::format("[data] train: {} ({})\n", path, stats.summary());
+  return split;
+}
+
+}  // namespace
+
 Split load_split(const DataConfig& data, const std::string& name, const CodecPair& codecs, int64_t max_tokens,
                  std::ostream& log) {
+  const std::string binarized = binarized_path(data.dir, data.train_prefix, data.src_lang, data.tgt_lang);
+  if (name == "train" && fs::exists(binarized))
+    return load_binarized_train(data, binarized, codecs, max_tokens, log);
   ParallelCorpus corpus = read_parallel(split_paths(data, split_prefix(data, name)));
   if (name == "train") {
     const FilterStats stats = filter_pairs(corpus, data.max_len);
