@@ -68,7 +68,7 @@ TEST(ScaleRule, KeepsEveryRowsRatiosToBase) {
     EXPECT_EQ(s.model.norm, full.model.norm);
     EXPECT_EQ(s.model.share_embeddings, full.model.share_embeddings);
     EXPECT_EQ(s.train.steps * 100, full.train.steps);  // 100K -> 1000, big's 300K -> 3000
-    EXPECT_EQ(s.train.warmup, 40);                     // 4000 of 100K
+    EXPECT_EQ(s.train.warmup, 100);                    // 4% of 1000 is under the floor
     EXPECT_EQ(s.train.max_tokens, rule.max_tokens);    // every row batches alike
     EXPECT_EQ(s.train.eval_every, 100);                // curves line up across rows
     EXPECT_EQ(s.decode.beam, 4);
@@ -78,13 +78,30 @@ TEST(ScaleRule, KeepsEveryRowsRatiosToBase) {
 }
 
 TEST(ScaleRule, CompressesThePapersScheduleInTime) {
-  // lr_scaled(t) = lr_paper(t · 100K / base_steps) at the scaled width, for every step.
+  // Without the warmup floor in play (4% of 2500 = 100 steps): lr_scaled(t) = lr_paper(t · 40) at
+  // the scaled width, for every step.
   const Config& paper_base = full_rows().front();
-  const Config s = scale_config(paper_base, paper_base, ScaleRule{});
-  for (int64_t t : {1, 20, 40, 41, 400, 1000}) {
-    const double paper = learning_rate(LrSchedule::Noam, 1.0, 4000, s.model.d_model, t * 100);
+  ScaleRule rule;
+  rule.base_steps = 2500;
+  const Config s = scale_config(paper_base, paper_base, rule);
+  EXPECT_EQ(s.train.warmup, 100);
+  for (int64_t t : {1, 50, 100, 101, 1000, 2500}) {
+    const double paper = learning_rate(LrSchedule::Noam, 1.0, 4000, s.model.d_model, t * 40);
     EXPECT_NEAR(learning_rate(s, t), paper, 1e-12 * paper) << "step " << t;
   }
+}
+
+TEST(ScaleRule, WarmupFloorKeepsThePapersPeak) {
+  // 4% of 600 steps is 24: the floor makes it 100, and the peak stays the paper's for the width.
+  const Config& paper_base = full_rows().front();
+  ScaleRule rule;
+  rule.base_steps = 600;
+  const Config s = scale_config(paper_base, paper_base, rule);
+  EXPECT_EQ(s.train.warmup, 100);
+  const double paper_peak = learning_rate(LrSchedule::Noam, 1.0, 4000, s.model.d_model, 4000);
+  EXPECT_NEAR(learning_rate(s, 100), paper_peak, 1e-12 * paper_peak);
+  EXPECT_LT(learning_rate(s, 99), paper_peak);
+  EXPECT_NEAR(learning_rate(s, 400), paper_peak * 0.5, 1e-12 * paper_peak);  // step^-0.5 after the peak
 }
 
 TEST(ScaleRule, RefusesAWidthThatDoesNotDivide) {

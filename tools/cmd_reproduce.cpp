@@ -4,6 +4,8 @@
 //   qkv reproduce table3 --out runs/table3                       # the whole table, about an hour
 //   qkv reproduce table3 --out runs/table3 --rows base,A1,A4     # some rows (same steps as in the table)
 //   qkv reproduce table3 --out runs/table3 --budget-minutes 20   # a smaller budget: fewer steps per row
+//   qkv reproduce table3 --out runs/t3w4 --width-divisor 4 --budget-minutes 300   # wider, longer
+//   qkv reproduce table3 --out runs/table3 --dry-run             # the scaled rows and their cost
 //
 // Rerunning the same command skips the finished rows and resumes an interrupted one.
 #include <memory>
@@ -23,6 +25,7 @@ struct ReproduceArgs {
   std::string rows;
   std::string configs = "configs/aiayn";
   double budget_minutes = 60.0;
+  int64_t width_divisor = ScaleRule{}.width_divisor;
   bool dry_run = false;
   std::string command;
 };
@@ -33,11 +36,16 @@ void run_reproduce_table3(const ReproduceArgs& args) {
   options.configs_dir = args.configs;
   options.rows = parse_row_list(args.rows);
   const std::vector<Config> full = load_full_rows(args.configs);
-  options.rule = rule_for_budget(args.budget_minutes, full, full.front());
+  ScaleRule shape;
+  shape.width_divisor = args.width_divisor;
+  options.rule = rule_for_budget(args.budget_minutes, full, full.front(), shape);
   options.command = args.command;
-  fmt::print("[table3] budget {} minutes on 2 cores -> base row {} steps (big {}); {} rows to do in {}\n",
-             args.budget_minutes, options.rule.base_steps, 3 * options.rule.base_steps, options.rows.size(),
-             args.out);
+  fmt::print(
+      "[table3] budget {} minutes on 2 cores, widths / {} (base d_model {}) -> base row {} steps (big {}); "
+      "{} "
+      "rows to do in {}\n",
+      args.budget_minutes, args.width_divisor, full.front().model.d_model / args.width_divisor,
+      options.rule.base_steps, 3 * options.rule.base_steps, options.rows.size(), args.out);
   if (!args.dry_run) {
     run_table3(options);
     return;
@@ -67,6 +75,10 @@ void setup_reproduce(CLI::App& app) {
       ->add_option("--budget-minutes", args->budget_minutes,
                    "Wall time for the whole table on 2 cores; sets the steps of every row")
       ->check(CLI::PositiveNumber);
+  table3
+      ->add_option("--width-divisor", args->width_divisor,
+                   "Divide d_model, d_ff, d_k, d_v by this (8: base d_model 64; 4 needs a larger budget)")
+      ->check(CLI::PositiveNumber);
   table3->add_flag("--dry-run", args->dry_run,
                    "Print each row's scaled config and estimated time, train nothing");
   table3->add_option("--configs", args->configs, "Directory of the paper's configs")
@@ -74,6 +86,8 @@ void setup_reproduce(CLI::App& app) {
   table3->callback([args, table3] {
     args->command = "qkv reproduce table3 --out " + args->out;
     if (!args->rows.empty()) args->command += " --rows " + args->rows;
+    if (table3->count("--width-divisor") > 0)
+      args->command += fmt::format(" --width-divisor {}", args->width_divisor);
     if (table3->count("--budget-minutes") > 0)
       args->command += fmt::format(" --budget-minutes {}", args->budget_minutes);
     run_reproduce_table3(*args);

@@ -22,8 +22,9 @@ namespace fs = std::filesystem;
 constexpr int64_t kToyVocab = 691;
 constexpr int64_t kToySentenceTokens = 16;
 // Cost model of one training step on 2 cores (libtorch 1.13 CPU, OpenBLAS), fitted to measured
-// steps of the scaled base (d_model 64) and of the scaled C5 (d_model 128) on this machine.
-constexpr double kStepOverheadSeconds = 0.05;
+// steps of the scaled base (d_model 64, at 1024 and 2048 tokens), of d_model 128 rows and of the
+// scaled big row on this machine (under the load of other jobs: an idle machine is faster).
+constexpr double kStepOverheadSeconds = 0.08;
 constexpr double kSustainedFlops = 40e9;
 // Per row, beyond training steps: data loading, dev evaluations and the final dev BLEU.
 constexpr double kRowOverheadSeconds = 20.0;
@@ -116,8 +117,8 @@ Config scale_config(const Config& full, const Config& paper_base, const ScaleRul
 
   TrainConfig& t = c.train;
   t.steps = scaled_steps(full.train.steps, paper_base, rule);
-  t.warmup = scaled_steps(full.train.warmup, paper_base, rule);
-  // The paper's schedule compressed in time: lr_scaled(t) = lr_paper(t · paper_steps / base_steps).
+  t.warmup = std::max(rule.min_warmup, scaled_steps(full.train.warmup, paper_base, rule));
+  // The paper's peak for this width at the scaled warmup (compressed in time when no floor applies).
   t.lr = full.train.lr * std::sqrt(static_cast<double>(t.warmup) / static_cast<double>(full.train.warmup));
   t.max_tokens = rule.max_tokens;
   t.update_freq = 1;
@@ -148,9 +149,10 @@ double estimated_step_seconds(const Config& config) {
   return kStepOverheadSeconds + flops / kSustainedFlops;
 }
 
-ScaleRule rule_for_budget(double minutes, const std::vector<Config>& full_rows, const Config& paper_base) {
+ScaleRule rule_for_budget(double minutes, const std::vector<Config>& full_rows, const Config& paper_base,
+                          const ScaleRule& shape) {
   if (!(minutes > 0)) throw ConfigError(fmt::format("--budget-minutes must be > 0, got {}", minutes));
-  ScaleRule rule;
+  ScaleRule rule = shape;
   double seconds_per_base_step = 0.0;  // the whole table's training time per step of the base row
   for (const auto& full : full_rows) {
     const double ratio = static_cast<double>(full.train.steps) / static_cast<double>(paper_base.train.steps);
