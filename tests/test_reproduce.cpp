@@ -238,6 +238,16 @@ TEST(Table3Runner, FinishedRowIsNotRetrained) {
   EXPECT_EQ(fs::last_write_time(dir / "rows" / "C1" / "result.json"), stamp);
   EXPECT_NE(second_log.str().find("C1 (1/1): finished already"), std::string::npos) << second_log.str();
 
+  // Same seed, same table: a fresh directory trains the row to the same numbers.
+  const fs::path again = dir / "again";
+  options.out_dir = again.string();
+  const auto fresh = run_table3(options);
+  ASSERT_EQ(fresh.size(), 1u);
+  EXPECT_EQ(fresh[0].dev_ppl, first[0].dev_ppl);
+  EXPECT_EQ(fresh[0].dev_bleu, first[0].dev_bleu);
+  EXPECT_EQ(fresh[0].curve[1].dev_ppl, first[0].curve[1].dev_ppl);
+  options.out_dir = dir.string();
+
   options.rule.base_steps = 20;  // another budget: the finished row does not fit it
   EXPECT_THROW(run_table3(options), ConfigError);
 
