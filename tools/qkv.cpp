@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include <c10/util/Exception.h>
 #include <fmt/format.h>
 
 #include "cli.h"
@@ -39,6 +40,10 @@ int main(int argc, char** argv) {
   } catch (const qkv::ConfigError& e) {
     std::cerr << "qkv: config error: " << e.what() << "\n";
     return 2;
+  } catch (const c10::Error& e) {
+    // libtorch's errors carry a C++ backtrace in what(); the message alone is what a user needs.
+    std::cerr << "qkv: error: " << e.what_without_backtrace() << "\n";
+    return 1;
   } catch (const std::exception& e) {
     std::cerr << "qkv: error: " << e.what() << "\n";
     return 1;
