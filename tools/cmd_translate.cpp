@@ -106,12 +106,12 @@ void run_evaluate(const EvaluateArgs& args) {
   const Config& config = loaded.config;
   const Split split = load_split(config.data, args.split, loaded.codecs, config.model.max_len - 1, std::cerr);
   const EvalResult result = evaluate_split(loaded.model, split, loaded.codecs, config, args.max_sentences);
-  fmt::print("{} (step {}) on {} [{}]: {} sentences, beam {}, alpha {}\n", args.search.checkpoint,
+  fmt::print("{} (step {}) on {} [{}]: BLEU over {} sentences, beam {}, alpha {}\n", args.search.checkpoint,
              loaded.step, args.split, split_paths(config.data, split_prefix(config.data, args.split)).src,
              result.bleu_sentences, config.decode.beam, config.decode.alpha);
   fmt::print("{}\n", result.bleu->format());
-  fmt::print("nll {:.4f} | ppl {:.3f} ({} target tokens, {})\n", result.nll, result.ppl(), result.tokens,
-             format_duration(result.seconds));
+  fmt::print("nll {:.4f} | ppl {:.3f} (teacher-forced over all {} sentences, {} target tokens; {})\n",
+             result.nll, result.ppl(), split.examples.size(), result.tokens, format_duration(result.seconds));
   if (!args.hypotheses.empty()) write_lines(args.hypotheses, result.hypotheses);
 }
 
