@@ -259,7 +259,7 @@ TEST_F(TrainerTest, SigintSavesACheckpointAndStops) {
 
 TEST_F(TrainerTest, CopyTaskReachesNinetyFivePercentTokenAccuracy) {
   Config config = tiny_copy_config(dir_);
-  config.train.steps = 600;  // 400 left it at 94.6% with OpenBLAS's OpenMP build: keep a margin
+  config.train.steps = 600;           // 400 left it at 94.6% with OpenBLAS's OpenMP build: keep a margin
   config.train.eval_every = 1000000;  // no validation
   Trainer trainer(config, options("copy"));
   trainer.run();
