@@ -157,7 +157,9 @@ TEST(Decoding, NBestSortedAndScoredWithTheLengthPenalty) {
     for (size_t i = 0; i < list.size(); ++i) {
       const auto& h = list[i];
       EXPECT_NEAR(h.score, h.log_prob / length_penalty(h.tokens.size() + 1, 0.6), 1e-12);
-      if (i > 0) EXPECT_GE(list[i - 1].score, h.score);
+      if (i > 0) {
+        EXPECT_GE(list[i - 1].score, h.score);
+      }
       for (auto token : h.tokens) EXPECT_TRUE(token != kPadId && token != kBosId && token != kEosId);
     }
   }

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <torch/nn/init.h>
 
+#include "model/gemm.h"
 namespace qkv {
 namespace {
 
@@ -72,9 +73,9 @@ void FeedForwardImpl::reset_parameters() {
 }
 
 torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
-  auto h = torch::relu(linear1(x));                    // [B, T, F]
-  h = maybe_dropout(h, relu_dropout_, is_training());  // [B, T, F]
-  return linear2(h);                                   // [B, T, C]
+  auto h = torch::relu(qkv::gemm_linear(x, linear1->weight, linear1->bias));  // [B, T, F]
+  h = maybe_dropout(h, relu_dropout_, is_training());                         // [B, T, F]
+  return qkv::gemm_linear(h, linear2->weight, linear2->bias);                 // [B, T, C]
 }
 
 // --- encoder layer ----------------------------------------------------------------------------------

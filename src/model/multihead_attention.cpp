@@ -14,6 +14,7 @@
 #include <torch/nn/init.h>
 
 #include "model/attention.h"
+#include "model/gemm.h"
 
 namespace qkv {
 namespace {
@@ -85,10 +86,10 @@ torch::Tensor MultiheadAttentionImpl::forward_self(const torch::Tensor& x,
   const int64_t vv = heads * options_.d_v;
 
   // 1) project: one fused matmul produces Q, K and V side by side.
-  auto qkv = torch::linear(x, in_proj_weight, in_proj_bias);  // [B, T, 2*H*Dk + H*Dv]
-  auto q = split_heads(qkv.narrow(2, 0, qk), heads);          // [B, H, T, Dk]
-  auto k = split_heads(qkv.narrow(2, qk, qk), heads);         // [B, H, T, Dk]
-  auto v = split_heads(qkv.narrow(2, 2 * qk, vv), heads);     // [B, H, T, Dv]
+  auto qkv = qkv::gemm_linear(x, in_proj_weight, in_proj_bias);  // [B, T, 2*H*Dk + H*Dv]
+  auto q = split_heads(qkv.narrow(2, 0, qk), heads);             // [B, H, T, Dk]
+  auto k = split_heads(qkv.narrow(2, qk, qk), heads);            // [B, H, T, Dk]
+  auto v = split_heads(qkv.narrow(2, 2 * qk, vv), heads);        // [B, H, T, Dv]
   if (cache != nullptr) {
     const bool first = !cache->defined();
     cache->k = first ? k.contiguous() : torch::cat({cache->k, k}, 2);  // [B, H, S, Dk]
@@ -111,7 +112,7 @@ torch::Tensor MultiheadAttentionImpl::forward_cross(const torch::Tensor& x, cons
   const int64_t vv = heads * options_.d_v;
 
   // 1) project the queries with the W_Q rows ...
-  auto q = split_heads(torch::linear(x, rows(in_proj_weight, 0, qk), rows(in_proj_bias, 0, qk)),
+  auto q = split_heads(qkv::gemm_linear(x, rows(in_proj_weight, 0, qk), rows(in_proj_bias, 0, qk)),
                        heads);  // [B, H, T, Dk]
   torch::Tensor k, v;
   if (cache != nullptr && cache->defined()) {
@@ -122,10 +123,10 @@ torch::Tensor MultiheadAttentionImpl::forward_cross(const torch::Tensor& x, cons
     TORCH_CHECK(memory.dim() == 3 && memory.size(2) == options_.d_model,
                 fmt::format("cross-attention expects memory [B, S, {}], got {}", options_.d_model,
                             c10::str(memory.sizes())));
-    auto kv = torch::linear(memory, rows(in_proj_weight, qk, qk + vv),
-                            rows(in_proj_bias, qk, qk + vv));  // [B, S, H*Dk + H*Dv]
-    k = split_heads(kv.narrow(2, 0, qk), heads);               // [B, H, S, Dk]
-    v = split_heads(kv.narrow(2, qk, vv), heads);              // [B, H, S, Dv]
+    auto kv = qkv::gemm_linear(memory, rows(in_proj_weight, qk, qk + vv),
+                               rows(in_proj_bias, qk, qk + vv));  // [B, S, H*Dk + H*Dv]
+    k = split_heads(kv.narrow(2, 0, qk), heads);                  // [B, H, S, Dk]
+    v = split_heads(kv.narrow(2, qk, vv), heads);                 // [B, H, S, Dv]
     if (cache != nullptr) {
       cache->k = k;
       cache->v = v;
@@ -148,7 +149,7 @@ torch::Tensor MultiheadAttentionImpl::attend(const torch::Tensor& q, const torch
     last_attention_ =
         attention_probabilities(q.detach(), k.detach(), key_padding_mask, a.causal);  // [B, H, T, S]
   }
-  return out_proj(merge_heads(o));  // [B, T, C]
+  return qkv::gemm_linear(merge_heads(o), out_proj->weight, out_proj->bias);  // [B, T, C]
 }
 
 }  // namespace qkv

@@ -9,6 +9,7 @@
 
 #include "data/special_tokens.h"
 #include "error.h"
+#include "model/gemm.h"
 
 namespace qkv {
 namespace {
@@ -107,7 +108,7 @@ torch::Tensor TransformerImpl::output_weight() const {
 }
 
 torch::Tensor TransformerImpl::project(const torch::Tensor& y) const {
-  return torch::linear(y, output_weight());  // [..., C] -> [..., V]
+  return qkv::gemm_linear(y, output_weight());  // [..., C] -> [..., V]
 }
 
 torch::Tensor TransformerImpl::encode(const torch::Tensor& src) {

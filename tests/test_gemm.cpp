@@ -1,10 +1,10 @@
-// qkv::gemm_linear and qkv::sgemm (src/train/linear.h) against torch::linear / torch::mm: values and
+// qkv::gemm_linear and qkv::sgemm (src/model/gemm.h) against torch::linear / torch::mm: values and
 // gradients with a random upstream gradient, with and without bias, for 2-D and 3-D inputs, and the
 // fallback for other dtypes.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "train/linear.h"
+#include "model/gemm.h"
 
 namespace qkv {
 namespace {

@@ -1,7 +1,7 @@
 // Linear layers through oneDNN's sgemm: see linear.h.
 //
 // Dimensions: N = rows, I = in features, O = out features.
-#include "train/linear.h"
+#include "model/gemm.h"
 
 #include <dlfcn.h>
 
