@@ -5,6 +5,7 @@
 #include <fstream>
 #include <functional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "data/text_clean.h"
 #include "data/utf8.h"
 #include "error.h"
+#include "train/dataset.h"
 
 namespace fs = std::filesystem;
 using namespace qkv;
@@ -129,9 +131,8 @@ TEST(Binarized, VocabulariesOver65536UseFourByteIds) {
 TEST(Binarized, TrainingExamplesDropEmptyAndLongPairsAsTheTextPathDoes) {
   Fixture f(300);
   binarize_split(f.text, f.bin(), *f.codecs.src, *f.codecs.tgt);
-  const BinarizedCorpus corpus(f.bin());
   FilterStats stats;
-  const std::vector<Example> kept = training_examples(corpus, 8, stats);
+  const Pairs kept(std::make_shared<const BinarizedPairs>(BinarizedCorpus(f.bin()), 8, stats));
   std::vector<Example> expected;
   int64_t empty = 0, too_long = 0;
   for (size_t i = 0; i < f.src.size(); ++i) {
@@ -154,6 +155,41 @@ TEST(Binarized, TrainingExamplesDropEmptyAndLongPairsAsTheTextPathDoes) {
     EXPECT_EQ(kept[i].src, expected[i].src);
     EXPECT_EQ(kept[i].tgt, expected[i].tgt);
   }
+}
+
+// Training from the .bin file (the pairs read through the map) serves the very batches that
+// training from the text serves (the pairs in memory), epoch after epoch, for the same seed.
+TEST(Binarized, TrainingBatchesFromTheFileEqualThoseFromMemory) {
+  Fixture f(600);
+  binarize_split(f.text, f.bin(), *f.codecs.src, *f.codecs.tgt);
+  DataConfig data;
+  data.dir = f.dir.path.string();
+  data.train_prefix = "train";
+  data.src_lang = "de";
+  data.tgt_lang = "en";
+  data.max_len = 8;
+  std::ostringstream log;
+  const Split mapped = load_split(data, "train", f.codecs, 255, log);
+  EXPECT_NE(dynamic_cast<const BinarizedPairs*>(&mapped.examples.source()), nullptr) << log.str();
+  fs::remove(f.bin());
+  const Split in_memory = load_split(data, "train", f.codecs, 255, log);
+  EXPECT_EQ(dynamic_cast<const BinarizedPairs*>(&in_memory.examples.source()), nullptr);
+  ASSERT_EQ(mapped.examples.size(), in_memory.examples.size());
+  ASSERT_GT(mapped.examples.size(), 100u);
+
+  BatchIterator from_file(mapped.examples, 40, 7), from_memory(in_memory.examples, 40, 7);
+  ASSERT_EQ(from_file.plan(), from_memory.plan());
+  const int64_t draws = 2 * from_file.batches_in_epoch() + 3;  // into the third epoch
+  for (int64_t b = 0; b < draws; ++b) {
+    const Batch x = from_file.next(), y = from_memory.next();
+    ASSERT_EQ(x.indices, y.indices) << "batch " << b;
+    EXPECT_TRUE(x.src.equal(y.src)) << "batch " << b;
+    EXPECT_TRUE(x.tgt_in.equal(y.tgt_in)) << "batch " << b;
+    EXPECT_TRUE(x.tgt_out.equal(y.tgt_out)) << "batch " << b;
+    EXPECT_EQ(x.src_tokens, y.src_tokens);
+    EXPECT_EQ(x.tgt_tokens, y.tgt_tokens);
+  }
+  EXPECT_EQ(from_file.position(), from_memory.position());
 }
 
 TEST(Binarized, AllExamplesKeepEveryLineAndCutLongSides) {

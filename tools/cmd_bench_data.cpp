@@ -1,6 +1,7 @@
 // qkv bench binarize: how fast a WMT14-sized binarized corpus loads, and how much memory it holds.
 //
-//   qkv bench binarize [--pairs 4500000] [--vocab 37000] [--dir DIR] [--keep] [--compare-examples]
+//   qkv bench binarize [--pairs 4500000] [--vocab 37000] [--dir DIR] [--keep] [--reuse]
+//                      [--compare-examples] [--max-tokens 25000] [--batches 300]
 //
 // Writes a synthetic parallel corpus with realistic shape (WMT14 EN-DE after a 37K BPE: ~4.5M
 // pairs, log-normal lengths around 28 tokens with a long tail capped at 250, target lengths
@@ -8,7 +9,10 @@
 // reader, word codec, parallel encoding, writer), evicts the file from the page cache, then opens
 // it cold and reads every pair. Reports times and resident memory (anonymous = heap, file = mapped
 // pages the kernel may drop and re-read). --compare-examples also materializes the corpus as the
-// std::vector<Example> the text path builds, for comparison.
+// std::vector<Example> the text path builds, for comparison. Last, it builds the training batch
+// iterator over the file the way `qkv train` does (load_split, then BatchIterator), draws --batches
+// batches and reports the memory that costs. --reuse skips writing and binarizing when --dir holds
+// the files of an earlier run with --keep.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -20,6 +24,7 @@
 #include <iostream>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -30,6 +35,7 @@
 #include "data/binarize.h"
 #include "data/binarized.h"
 #include "data/codec.h"
+#include "train/dataset.h"
 
 namespace qkv::cli {
 namespace {
@@ -80,10 +86,16 @@ struct SyntheticShape {
   uint64_t seed = 1;
 };
 
-// Writes DIR/train.src and DIR/train.tgt; returns the words (the vocabulary, by id).
-std::vector<std::string> write_synthetic_corpus(const SyntheticShape& shape, const fs::path& dir) {
+// The corpus's word types, by id.
+std::vector<std::string> synthetic_words(const SyntheticShape& shape) {
   std::vector<std::string> words(static_cast<size_t>(shape.vocab));
   for (int64_t i = 0; i < shape.vocab; ++i) words[i] = make_word(i);
+  return words;
+}
+
+// Writes DIR/train.src and DIR/train.tgt from the words of synthetic_words().
+void write_synthetic_corpus(const SyntheticShape& shape, const std::vector<std::string>& words,
+                            const fs::path& dir) {
   std::vector<double> cdf(words.size());  // Zipf, s = 1
   double total = 0;
   for (size_t i = 0; i < cdf.size(); ++i) cdf[i] = total += 1.0 / static_cast<double>(i + 1);
@@ -112,7 +124,6 @@ std::vector<std::string> write_synthetic_corpus(const SyntheticShape& shape, con
     tgt << line;
   }
   if (!src.flush() || !tgt.flush()) throw std::runtime_error(fmt::format("writing {} failed", dir.string()));
-  return words;
 }
 
 // Drops the file's pages from the page cache, so that the next read comes from disk.
@@ -127,7 +138,10 @@ struct BenchArgs {
   SyntheticShape shape;
   std::string dir;
   bool keep = false;
+  bool reuse = false;
   bool compare_examples = false;
+  int64_t max_tokens = 25000;  // the paper's batches: ~25000 source and 25000 target tokens
+  int64_t batches = 300;
 };
 
 void measure_load(const std::string& path, bool compare_examples) {
@@ -175,31 +189,69 @@ void measure_load(const std::string& path, bool compare_examples) {
       build_s, payload / 1048576.0, held.anon - touched.anon);
 }
 
+// The training side: the split as `qkv train` loads it (dataset.h), a batch iterator over it, and
+// `batches` batches drawn. Reports the time and the resident memory each step adds.
+void measure_training(const fs::path& dir, const CodecPair& codecs, const BenchArgs& args) {
+  DataConfig data;
+  data.dir = dir.string();
+  data.train_prefix = "train";
+  data.src_lang = "src";
+  data.tgt_lang = "tgt";
+  data.max_len = 250;  // the synthetic lengths are capped at 250: every pair is kept
+  std::ostringstream log;
+  const Resident before = Resident::now();
+  auto start = Clock::now();
+  Split train = load_split(data, "train", codecs, 255, log);
+  BatchIterator batches(std::move(train.examples), args.max_tokens, 1);
+  const double build_s = seconds_since(start);
+  const Resident built = Resident::now();
+  fmt::print(
+      "[bench] training iterator (load_split + BatchIterator, max_tokens {}): {:.2f} s, {} batches "
+      "in epoch 0; resident {}, heap +{:.0f} MiB\n",
+      args.max_tokens, build_s, batches.batches_in_epoch(), built.str(), built.anon - before.anon);
+  start = Clock::now();
+  int64_t tokens = 0;
+  for (int64_t b = 0; b < args.batches; ++b) tokens += batches.next().tgt_tokens;
+  const double draw_s = seconds_since(start);
+  const Resident drawn = Resident::now();
+  fmt::print(
+      "[bench] drew {} batches ({} target tokens) in {:.2f} s; resident {}, heap +{:.0f} MiB since "
+      "before the split was loaded\n",
+      args.batches, tokens, draw_s, drawn.str(), drawn.anon - before.anon);
+}
+
 void run_bench(const BenchArgs& args) {
   const bool temporary = args.dir.empty();
   const fs::path dir = temporary
                            ? fs::temp_directory_path() / fmt::format("qkv-bench-binarize-{}", ::getpid())
                            : fs::path(args.dir);
   fs::create_directories(dir);
-  fmt::print("[bench] synthetic corpus: {} pairs, {} word types, in {}\n", args.shape.pairs, args.shape.vocab,
-             dir.string());
-  auto start = Clock::now();
-  const std::vector<std::string> words = write_synthetic_corpus(args.shape, dir);
+  const std::vector<std::string> words = synthetic_words(args.shape);
   const SplitPaths text{(dir / "train.src").string(), (dir / "train.tgt").string()};
-  fmt::print("[bench] wrote text: {:.1f} + {:.1f} MB in {:.1f} s\n", fs::file_size(text.src) / 1e6,
-             fs::file_size(text.tgt) / 1e6, seconds_since(start));
-
+  const std::string path = (dir / "train.src-tgt.bin").string();
   TokenCounts counts;
   counts.add(words);
-  const WordCodec codec(Vocab::build(counts, 1));
-  const std::string path = (dir / "train.src-tgt.bin").string();
-  const BinarizeReport report = binarize_split(text, path, codec, codec);
-  fmt::print("[bench] binarized: {:.1f} s ({:.0f} pairs/s) -> {:.1f} MB\n", report.seconds,
-             static_cast<double>(report.pairs) / report.seconds, report.file_bytes / 1e6);
-  fmt::print("[bench] tokens: {} source + {} target, mean {:.1f} / {:.1f} per sentence\n", report.src_tokens,
-             report.tgt_tokens, static_cast<double>(report.src_tokens) / static_cast<double>(report.pairs),
-             static_cast<double>(report.tgt_tokens) / static_cast<double>(report.pairs));
+  const CodecPair codecs = make_word_codecs(Vocab::build(counts, 1));
+  if (args.reuse && fs::exists(path) && fs::exists(text.src) && fs::exists(text.tgt)) {
+    fmt::print("[bench] reusing {} (written by an earlier run; --pairs, --vocab and --seed must match it)\n",
+               path);
+  } else {
+    fmt::print("[bench] synthetic corpus: {} pairs, {} word types, in {}\n", args.shape.pairs,
+               args.shape.vocab, dir.string());
+    auto start = Clock::now();
+    write_synthetic_corpus(args.shape, words, dir);
+    fmt::print("[bench] wrote text: {:.1f} + {:.1f} MB in {:.1f} s\n", fs::file_size(text.src) / 1e6,
+               fs::file_size(text.tgt) / 1e6, seconds_since(start));
+    const BinarizeReport report = binarize_split(text, path, *codecs.src, *codecs.tgt);
+    fmt::print("[bench] binarized: {:.1f} s ({:.0f} pairs/s) -> {:.1f} MB\n", report.seconds,
+               static_cast<double>(report.pairs) / report.seconds, report.file_bytes / 1e6);
+    fmt::print("[bench] tokens: {} source + {} target, mean {:.1f} / {:.1f} per sentence\n",
+               report.src_tokens, report.tgt_tokens,
+               static_cast<double>(report.src_tokens) / static_cast<double>(report.pairs),
+               static_cast<double>(report.tgt_tokens) / static_cast<double>(report.pairs));
+  }
   measure_load(path, args.compare_examples);
+  if (args.batches > 0) measure_training(dir, codecs, args);
   if (temporary && !args.keep) fs::remove_all(dir);
 }
 
@@ -223,8 +275,16 @@ void setup_bench_data(CLI::App& app) {
   cmd->add_option("--seed", args->shape.seed, "Generator seed")->capture_default_str();
   cmd->add_option("--dir", args->dir, "Work directory (default: a temporary one, removed afterwards)");
   cmd->add_flag("--keep", args->keep, "Keep the temporary directory");
+  cmd->add_flag("--reuse", args->reuse,
+                "Reuse the corpus and .bin file that --dir holds from an earlier run");
   cmd->add_flag("--compare-examples", args->compare_examples,
                 "Also build std::vector<Example> of the corpus and report its memory (~3 GB at 4.5M pairs)");
+  cmd->add_option("--max-tokens", args->max_tokens, "Tokens per training batch and side")
+      ->check(CLI::Range(int64_t{256}, int64_t{1} << 24))
+      ->capture_default_str();
+  cmd->add_option("--batches", args->batches, "Training batches to draw (0: skip the training measurement)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->callback([args] { run_bench(*args); });
 }
 

@@ -15,9 +15,38 @@ namespace qkv {
 
 namespace {
 
-int64_t len(const std::vector<int64_t>& ids) {
-  return static_cast<int64_t>(ids.size());
-}
+// Examples held in memory.
+class ExamplePairs final : public PairSource {
+ public:
+  explicit ExamplePairs(std::vector<Example> examples) : examples_(std::move(examples)) {}
+  int64_t count() const override { return static_cast<int64_t>(examples_.size()); }
+  int64_t src_length(int64_t i) const override { return static_cast<int64_t>(at(i).src.size()); }
+  int64_t tgt_length(int64_t i) const override { return static_cast<int64_t>(at(i).tgt.size()); }
+  void copy_src(int64_t i, int64_t* out) const override {
+    std::copy(at(i).src.begin(), at(i).src.end(), out);
+  }
+  void copy_tgt(int64_t i, int64_t* out) const override {
+    std::copy(at(i).tgt.begin(), at(i).tgt.end(), out);
+  }
+
+ private:
+  const Example& at(int64_t i) const { return examples_[static_cast<size_t>(i)]; }
+  std::vector<Example> examples_;
+};
+
+// Both lengths of every pair, read once: planning an epoch sorts and packs by them alone.
+struct Lengths {
+  std::vector<int32_t> src, tgt;
+  explicit Lengths(const PairSource& pairs) {
+    const int64_t n = pairs.count();
+    src.resize(static_cast<size_t>(n));
+    tgt.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      src[static_cast<size_t>(i)] = static_cast<int32_t>(pairs.src_length(i));
+      tgt[static_cast<size_t>(i)] = static_cast<int32_t>(pairs.tgt_length(i));
+    }
+  }
+};
 
 // The generator for one epoch. std::seed_seq and std::mt19937_64 are fully specified by the
 // standard, and the shuffle below is written out (std::shuffle is not), so the batches of a given
@@ -33,13 +62,53 @@ void fisher_yates(std::vector<T>& items, std::mt19937_64& rng) {
   for (size_t i = items.size(); i > 1; --i) std::swap(items[i - 1], items[rng() % i]);
 }
 
-// Indices 0..n-1 ordered by (source length, target length); the order within ties is kept.
-std::vector<int64_t> sorted_by_length(const std::vector<Example>& examples, std::vector<int64_t> order) {
+// `order` sorted by (source length, target length); the order within ties is kept.
+std::vector<int64_t> sorted_by_length(const std::vector<int32_t>& src, const std::vector<int32_t>& tgt,
+                                      std::vector<int64_t> order) {
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    const Example& x = examples[static_cast<size_t>(a)];
-    const Example& y = examples[static_cast<size_t>(b)];
-    return len(x.src) != len(y.src) ? len(x.src) < len(y.src) : len(x.tgt) < len(y.tgt);
+    const auto x = static_cast<size_t>(a), y = static_cast<size_t>(b);
+    return src[x] != src[y] ? src[x] < src[y] : tgt[x] < tgt[y];
   });
+  return order;
+}
+
+// Cuts `order` (pair indices, already in the order wanted) greedily into consecutive batches whose
+// padded size is at most max_tokens on each side. Throws ConfigError when one pair alone is over.
+std::vector<std::vector<int64_t>> pack_batches(const std::vector<int32_t>& src,
+                                               const std::vector<int32_t>& tgt,
+                                               const std::vector<int64_t>& order, int64_t max_tokens) {
+  std::vector<std::vector<int64_t>> batches;
+  std::vector<int64_t> current;
+  int64_t src_longest = 0, tgt_longest = 0;
+  for (const int64_t i : order) {
+    const int64_t src_len = src[static_cast<size_t>(i)], tgt_len = tgt[static_cast<size_t>(i)];
+    if (padded_tokens(1, std::max(src_len, tgt_len)) > max_tokens) {
+      throw ConfigError(fmt::format(
+          "example {} has {} source and {} target tokens, more than train.max_tokens = {} allows with "
+          "</s> added; raise train.max_tokens or lower data.max_len",
+          i, src_len, tgt_len, max_tokens));
+    }
+    const int64_t src_next = std::max(src_longest, src_len);
+    const int64_t tgt_next = std::max(tgt_longest, tgt_len);
+    const auto n = static_cast<int64_t>(current.size()) + 1;
+    if (padded_tokens(n, src_next) > max_tokens || padded_tokens(n, tgt_next) > max_tokens) {
+      batches.push_back(std::move(current));
+      current.clear();
+      src_longest = src_len;
+      tgt_longest = tgt_len;
+    } else {
+      src_longest = src_next;
+      tgt_longest = tgt_next;
+    }
+    current.push_back(i);
+  }
+  if (!current.empty()) batches.push_back(std::move(current));
+  return batches;
+}
+
+std::vector<int64_t> identity_order(size_t n) {
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
   return order;
 }
 
@@ -55,6 +124,25 @@ std::vector<Example> encode_corpus(const ParallelCorpus& corpus, const Vocab& sr
   return examples;
 }
 
+Pairs::Pairs() : Pairs(std::vector<Example>{}) {}
+
+Pairs::Pairs(std::vector<Example> examples)
+    : source_(std::make_shared<const ExamplePairs>(std::move(examples))) {}
+
+Pairs::Pairs(std::shared_ptr<const PairSource> source) : source_(std::move(source)) {
+  if (source_ == nullptr) throw std::invalid_argument("Pairs: null source");
+}
+
+Example Pairs::operator[](size_t i) const {
+  const auto k = static_cast<int64_t>(i);
+  Example example;
+  example.src.resize(static_cast<size_t>(source_->src_length(k)));
+  example.tgt.resize(static_cast<size_t>(source_->tgt_length(k)));
+  source_->copy_src(k, example.src.data());
+  source_->copy_tgt(k, example.tgt.data());
+  return example;
+}
+
 Batch Batch::to(const torch::Device& device) const {
   Batch moved = *this;
   moved.src = src.to(device);
@@ -63,33 +151,37 @@ Batch Batch::to(const torch::Device& device) const {
   return moved;
 }
 
-Batch make_batch(const std::vector<Example>& examples, const std::vector<int64_t>& indices) {
+Batch make_batch(const Pairs& pairs, const std::vector<int64_t>& indices) {
+  const PairSource& source = pairs.source();
   int64_t src_longest = 0, tgt_longest = 0;
   for (const int64_t i : indices) {
-    src_longest = std::max(src_longest, len(examples[static_cast<size_t>(i)].src));
-    tgt_longest = std::max(tgt_longest, len(examples[static_cast<size_t>(i)].tgt));
+    src_longest = std::max(src_longest, source.src_length(i));
+    tgt_longest = std::max(tgt_longest, source.tgt_length(i));
   }
   const auto B = static_cast<int64_t>(indices.size());
+  const int64_t S = src_longest + 1, T = tgt_longest + 1;
   Batch batch;
   batch.indices = indices;
-  batch.src = torch::full({B, src_longest + 1}, kPadId, torch::kLong);      // [B, S]
-  batch.tgt_in = torch::full({B, tgt_longest + 1}, kPadId, torch::kLong);   // [B, T]
-  batch.tgt_out = torch::full({B, tgt_longest + 1}, kPadId, torch::kLong);  // [B, T]
-  auto src = batch.src.accessor<int64_t, 2>();
-  auto tgt_in = batch.tgt_in.accessor<int64_t, 2>();
-  auto tgt_out = batch.tgt_out.accessor<int64_t, 2>();
+  batch.src = torch::full({B, S}, kPadId, torch::kLong);      // [B, S]
+  batch.tgt_in = torch::full({B, T}, kPadId, torch::kLong);   // [B, T]
+  batch.tgt_out = torch::full({B, T}, kPadId, torch::kLong);  // [B, T]
+  int64_t* src = batch.src.data_ptr<int64_t>();
+  int64_t* tgt_in = batch.tgt_in.data_ptr<int64_t>();
+  int64_t* tgt_out = batch.tgt_out.data_ptr<int64_t>();
   for (int64_t b = 0; b < B; ++b) {
-    const Example& ex = examples[static_cast<size_t>(indices[static_cast<size_t>(b)])];
-    for (int64_t s = 0; s < len(ex.src); ++s) src[b][s] = ex.src[static_cast<size_t>(s)];
-    src[b][len(ex.src)] = kEosId;
-    tgt_in[b][0] = kBosId;
-    for (int64_t t = 0; t < len(ex.tgt); ++t) {
-      tgt_in[b][t + 1] = ex.tgt[static_cast<size_t>(t)];
-      tgt_out[b][t] = ex.tgt[static_cast<size_t>(t)];
-    }
-    tgt_out[b][len(ex.tgt)] = kEosId;
-    batch.src_tokens += len(ex.src) + 1;
-    batch.tgt_tokens += len(ex.tgt) + 1;
+    const int64_t i = indices[static_cast<size_t>(b)];
+    const int64_t src_len = source.src_length(i), tgt_len = source.tgt_length(i);
+    int64_t* src_row = src + b * S;      // tokens, </s>
+    int64_t* in_row = tgt_in + b * T;    // <s>, tokens
+    int64_t* out_row = tgt_out + b * T;  // tokens, </s>
+    source.copy_src(i, src_row);
+    src_row[src_len] = kEosId;
+    source.copy_tgt(i, out_row);
+    out_row[tgt_len] = kEosId;
+    in_row[0] = kBosId;
+    std::copy(out_row, out_row + tgt_len, in_row + 1);
+    batch.src_tokens += src_len + 1;
+    batch.tgt_tokens += tgt_len + 1;
   }
   return batch;
 }
@@ -98,58 +190,29 @@ int64_t padded_tokens(int64_t sentences, int64_t longest) {
   return sentences * (longest + 1);
 }
 
-std::vector<std::vector<int64_t>> pack_batches(const std::vector<Example>& examples,
-                                               const std::vector<int64_t>& order, int64_t max_tokens) {
-  std::vector<std::vector<int64_t>> batches;
-  std::vector<int64_t> current;
-  int64_t src_longest = 0, tgt_longest = 0;
-  for (const int64_t i : order) {
-    const Example& ex = examples[static_cast<size_t>(i)];
-    if (padded_tokens(1, std::max(len(ex.src), len(ex.tgt))) > max_tokens) {
-      throw ConfigError(fmt::format(
-          "example {} has {} source and {} target tokens, more than train.max_tokens = {} allows with "
-          "</s> added; raise train.max_tokens or lower data.max_len",
-          i, len(ex.src), len(ex.tgt), max_tokens));
-    }
-    const int64_t src_next = std::max(src_longest, len(ex.src));
-    const int64_t tgt_next = std::max(tgt_longest, len(ex.tgt));
-    const auto n = static_cast<int64_t>(current.size()) + 1;
-    if (padded_tokens(n, src_next) > max_tokens || padded_tokens(n, tgt_next) > max_tokens) {
-      batches.push_back(std::move(current));
-      current.clear();
-      src_longest = len(ex.src);
-      tgt_longest = len(ex.tgt);
-    } else {
-      src_longest = src_next;
-      tgt_longest = tgt_next;
-    }
-    current.push_back(i);
-  }
-  if (!current.empty()) batches.push_back(std::move(current));
-  return batches;
+std::vector<std::vector<int64_t>> eval_batches(const Pairs& pairs, int64_t max_tokens) {
+  const Lengths lengths(pairs.source());
+  return pack_batches(lengths.src, lengths.tgt,
+                      sorted_by_length(lengths.src, lengths.tgt, identity_order(pairs.size())), max_tokens);
 }
 
-std::vector<std::vector<int64_t>> eval_batches(const std::vector<Example>& examples, int64_t max_tokens) {
-  std::vector<int64_t> order(examples.size());
-  std::iota(order.begin(), order.end(), 0);
-  return pack_batches(examples, sorted_by_length(examples, std::move(order)), max_tokens);
-}
-
-BatchIterator::BatchIterator(std::vector<Example> examples, int64_t max_tokens, uint64_t seed)
-    : examples_(std::move(examples)), max_tokens_(max_tokens), seed_(seed) {
+BatchIterator::BatchIterator(Pairs pairs, int64_t max_tokens, uint64_t seed)
+    : pairs_(std::move(pairs)), max_tokens_(max_tokens), seed_(seed) {
   if (max_tokens < 2)
     throw ConfigError(fmt::format("train.max_tokens must be at least 2, got {}", max_tokens));
-  if (examples_.empty())
-    throw DataError("no training examples to batch (is the corpus empty after filtering?)");
+  if (pairs_.empty()) throw DataError("no training examples to batch (is the corpus empty after filtering?)");
+  Lengths lengths(pairs_.source());
+  src_length_ = std::move(lengths.src);
+  tgt_length_ = std::move(lengths.tgt);
   plan_epoch(0);
 }
 
 void BatchIterator::plan_epoch(int64_t epoch) {
   std::mt19937_64 rng = epoch_rng(seed_, epoch);
-  std::vector<int64_t> order(examples_.size());
-  std::iota(order.begin(), order.end(), 0);
+  std::vector<int64_t> order = identity_order(pairs_.size());
   fisher_yates(order, rng);
-  plan_ = pack_batches(examples_, sorted_by_length(examples_, std::move(order)), max_tokens_);
+  plan_ = pack_batches(src_length_, tgt_length_, sorted_by_length(src_length_, tgt_length_, std::move(order)),
+                       max_tokens_);
   fisher_yates(plan_, rng);
   epoch_ = epoch;
   index_ = 0;
@@ -157,7 +220,7 @@ void BatchIterator::plan_epoch(int64_t epoch) {
 
 Batch BatchIterator::next() {
   if (index_ >= batches_in_epoch()) plan_epoch(epoch_ + 1);
-  return make_batch(examples_, plan_[static_cast<size_t>(index_++)]);
+  return make_batch(pairs_, plan_[static_cast<size_t>(index_++)]);
 }
 
 void BatchIterator::restore(const BatchPosition& position) {

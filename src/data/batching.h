@@ -3,13 +3,18 @@
 // length (the shuffle breaks ties, so equal-length sentences meet different neighbours each epoch),
 // cut greedily into batches whose padded size stays within max_tokens on each side, and the batches
 // themselves are shuffled. Every example appears exactly once per epoch, and the iterator's
-// position {epoch, index} is all it takes to resume exactly where a run stopped.
+// position {epoch, index} is all it takes to resume exactly where a run stopped. Planning needs only
+// the lengths; the ids are copied from wherever the pairs live (PairSource) into each batch as it is
+// built, so a memory-mapped corpus is never copied whole.
 //
 // Dimension legend: B = sentences in the batch, S = source length + 1 (</s>), T = target length + 1
 // (<s> in front of the decoder input, </s> after the decoder output).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
+#include <memory>
 #include <vector>
 
 #include <torch/torch.h>
@@ -27,6 +32,63 @@ struct Example {
 std::vector<Example> encode_corpus(const ParallelCorpus& corpus, const Vocab& src_vocab,
                                    const Vocab& tgt_vocab);
 
+// Sentence pairs as batching reads them, wherever they are stored: every length is known up front
+// (batches are planned from lengths alone), and a pair's ids are copied out only when a batch that
+// holds it is built. Implementations: examples in memory (Pairs below) and the pairs of a binarized
+// file read through its map (BinarizedPairs, binarize.h), which training uses without a copy.
+class PairSource {
+ public:
+  virtual ~PairSource() = default;
+  virtual int64_t count() const = 0;
+  virtual int64_t src_length(int64_t i) const = 0;
+  virtual int64_t tgt_length(int64_t i) const = 0;
+  // Write pair i's ids (no <s> or </s>) to out[0, src_length(i)) / out[0, tgt_length(i)).
+  virtual void copy_src(int64_t i, int64_t* out) const = 0;
+  virtual void copy_tgt(int64_t i, int64_t* out) const = 0;
+};
+
+// A shared, read-only set of pairs: a handle to a PairSource, cheap to copy. It reads like a
+// std::vector<Example> whose elements are made on access (operator[] and range-for return copies
+// of a pair's ids), and a std::vector<Example> converts to it (moved in, or copied from an lvalue:
+// keep the Pairs to batch the same examples repeatedly).
+class Pairs {
+ public:
+  Pairs();                               // no pairs
+  Pairs(std::vector<Example> examples);  // NOLINT(google-explicit-constructor): in memory
+  explicit Pairs(std::shared_ptr<const PairSource> source);
+
+  size_t size() const { return static_cast<size_t>(source_->count()); }
+  bool empty() const { return size() == 0; }
+  Example operator[](size_t i) const;
+  const PairSource& source() const { return *source_; }
+
+  class const_iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = Example;
+    using difference_type = std::ptrdiff_t;
+    using pointer = void;
+    using reference = Example;
+    const_iterator(const Pairs* pairs, size_t i) : pairs_(pairs), i_(i) {}
+    Example operator*() const { return (*pairs_)[i_]; }
+    const_iterator& operator++() {
+      ++i_;
+      return *this;
+    }
+    bool operator==(const const_iterator& o) const { return i_ == o.i_; }
+    bool operator!=(const const_iterator& o) const { return i_ != o.i_; }
+
+   private:
+    const Pairs* pairs_;
+    size_t i_;
+  };
+  const_iterator begin() const { return {this, 0}; }
+  const_iterator end() const { return {this, size()}; }
+
+ private:
+  std::shared_ptr<const PairSource> source_;
+};
+
 struct Batch {
   torch::Tensor src;             // [B, S] int64: tokens, </s>, then <pad>
   torch::Tensor tgt_in;          // [B, T] int64: <s>, tokens, then <pad> (decoder input, shifted right)
@@ -39,21 +101,16 @@ struct Batch {
   Batch to(const torch::Device& device) const;
 };
 
-// Pads examples[indices] into one batch, on the CPU.
-Batch make_batch(const std::vector<Example>& examples, const std::vector<int64_t>& indices);
+// Pads pairs[indices] into one batch, on the CPU. Only these pairs' ids are read.
+Batch make_batch(const Pairs& pairs, const std::vector<int64_t>& indices);
 
 // The padded size of one side of a batch: sentences × (longest sentence + 1).
 int64_t padded_tokens(int64_t sentences, int64_t longest);
 
-// Cuts `order` (example indices, already in the order wanted) greedily into consecutive batches
-// whose padded size is at most max_tokens on each side. Throws ConfigError when one example alone
-// is over the limit.
-std::vector<std::vector<int64_t>> pack_batches(const std::vector<Example>& examples,
-                                               const std::vector<int64_t>& order, int64_t max_tokens);
-
-// Evaluation batches: every example once, sorted by length for little padding, never shuffled.
-// Batch rows map back to the input order through Batch::indices.
-std::vector<std::vector<int64_t>> eval_batches(const std::vector<Example>& examples, int64_t max_tokens);
+// Evaluation batches: every pair once, sorted by length for little padding, never shuffled.
+// Batch rows map back to the input order through Batch::indices. Throws ConfigError when one pair
+// alone is over max_tokens.
+std::vector<std::vector<int64_t>> eval_batches(const Pairs& pairs, int64_t max_tokens);
 
 struct BatchPosition {
   int64_t epoch = 0;
@@ -63,8 +120,9 @@ struct BatchPosition {
 
 class BatchIterator {
  public:
-  // Throws ConfigError when max_tokens < 2 or an example alone needs more than max_tokens.
-  BatchIterator(std::vector<Example> examples, int64_t max_tokens, uint64_t seed);
+  // Reads every pair's lengths once (ids stay where they are until a batch needs them).
+  // Throws ConfigError when max_tokens < 2 or a pair alone needs more than max_tokens.
+  BatchIterator(Pairs pairs, int64_t max_tokens, uint64_t seed);
 
   // The next batch; after the last batch of an epoch comes the first of the next epoch.
   Batch next();
@@ -76,14 +134,15 @@ class BatchIterator {
 
   int64_t epoch() const { return epoch_; }
   int64_t batches_in_epoch() const { return static_cast<int64_t>(plan_.size()); }
-  // The current epoch's batches, as example indices, in serving order.
+  // The current epoch's batches, as pair indices, in serving order.
   const std::vector<std::vector<int64_t>>& plan() const { return plan_; }
-  const std::vector<Example>& examples() const { return examples_; }
+  const Pairs& pairs() const { return pairs_; }
 
  private:
   void plan_epoch(int64_t epoch);
 
-  std::vector<Example> examples_;
+  Pairs pairs_;
+  std::vector<int32_t> src_length_, tgt_length_;  // of every pair, read once: plans sort by them
   int64_t max_tokens_;
   uint64_t seed_;
   int64_t epoch_ = 0;

@@ -74,23 +74,22 @@ BinarizeReport binarize_split(const SplitPaths& text, const std::string& out_pat
   return report;
 }
 
-std::vector<Example> training_examples(const BinarizedCorpus& corpus, int64_t max_len, FilterStats& stats) {
+BinarizedPairs::BinarizedPairs(BinarizedCorpus corpus, int64_t max_len, FilterStats& stats)
+    : corpus_(std::move(corpus)) {
   stats = FilterStats{};
   stats.max_len = max_len;
-  std::vector<Example> examples;
-  examples.reserve(static_cast<size_t>(corpus.size()));
-  for (int64_t i = 0; i < corpus.size(); ++i) {
-    const int64_t src_len = corpus.src_length(i), tgt_len = corpus.tgt_length(i);
+  for (int64_t i = 0; i < corpus_.size(); ++i) {
+    const int64_t src_len = corpus_.src_length(i), tgt_len = corpus_.tgt_length(i);
     if (src_len == 0 || tgt_len == 0) {
       ++stats.empty;
     } else if (src_len > max_len || tgt_len > max_len) {
       ++stats.too_long;
     } else {
-      examples.push_back({corpus.src(i).to_vector(), corpus.tgt(i).to_vector()});
+      kept_.push_back(i);
     }
   }
-  stats.kept = static_cast<int64_t>(examples.size());
-  return examples;
+  kept_.shrink_to_fit();
+  stats.kept = count();
 }
 
 std::vector<Example> all_examples(const BinarizedCorpus& corpus, int64_t truncate_to) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <ostream>
 
 #include <fmt/format.h>
@@ -170,16 +171,18 @@ namespace {
 
 // The training split from {dir}/{prefix}.{src}-{tgt}.bin (`qkv data binarize`): ids as they were
 // encoded, checked against the codecs in use and the text they came from; pairs with an empty side
-// or a side longer than data.max_len codec tokens are dropped. No text is kept: BLEU uses dev/test.
+// or a side longer than data.max_len codec tokens are dropped. The pairs stay in the map (the batch
+// iterator copies a pair's ids only into the batch that holds it). No text is kept: BLEU uses dev/test.
 Split load_binarized_train(const DataConfig& data, const std::string& path, const CodecPair& codecs,
                            int64_t max_tokens, std::ostream& log) {
-  const BinarizedCorpus corpus(path);
+  BinarizedCorpus corpus(path);
   corpus.check_codecs(*codecs.src, *codecs.tgt);
   corpus.check_text(split_paths(data, data.train_prefix));
   FilterStats stats;
   Split split;
   split.name = "train";
-  split.examples = training_examples(corpus, std::min(data.max_len, max_tokens), stats);
+  split.examples = Pairs(
+      std::make_shared<const BinarizedPairs>(std::move(corpus), std::min(data.max_len, max_tokens), stats));
   log << fmt::format("[data] train: {} ({})\n", path, stats.summary());
   return split;
 }
@@ -198,13 +201,15 @@ Split load_split(const DataConfig& data, const std::string& name, const CodecPai
   }
   Split split;
   split.name = name;
-  split.examples.reserve(corpus.size());
+  std::vector<Example> examples;
+  examples.reserve(corpus.size());
   for (size_t i = 0; i < corpus.size(); ++i) {
     split.src_text.push_back(join_words(corpus.src[i]));
     split.ref_text.push_back(join_words(corpus.tgt[i]));
-    split.examples.push_back({truncated(codecs.src->encode(split.src_text.back()), max_tokens),
-                              truncated(codecs.tgt->encode(split.ref_text.back()), max_tokens)});
+    examples.push_back({truncated(codecs.src->encode(split.src_text.back()), max_tokens),
+                        truncated(codecs.tgt->encode(split.ref_text.back()), max_tokens)});
   }
+  split.examples = Pairs(std::move(examples));
   return split;
 }
 

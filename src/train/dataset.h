@@ -20,10 +20,11 @@
 
 namespace qkv {
 
-// One split, encoded, with its text. src_text[i] / ref_text[i] belong to examples[i].
+// One split, encoded, with its text. src_text[i] / ref_text[i] belong to examples[i]. The examples
+// are in memory, except for a binarized training split, read through its memory map.
 struct Split {
   std::string name;  // "train", "dev", "test"
-  std::vector<Example> examples;
+  Pairs examples;
   std::vector<std::string> src_text;  // source lines as read (blank-separated words)
   std::vector<std::string> ref_text;  // reference lines, the form BLEU compares against
 };
