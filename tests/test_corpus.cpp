@@ -1,5 +1,6 @@
 // Parallel text reading: every data error of issue #4 §2 names the file (and line); filtering counts
 // what it drops. Also the UTF-8 helpers the reader and BLEU rely on.
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -93,6 +94,43 @@ TEST(Corpus, DirectoryIsNotAFile) {
   TempDir dir;
   const std::string message = data_error([&] { read_lines(dir.path.string()); });
   EXPECT_NE(message.find("is a directory"), std::string::npos) << message;
+}
+
+// read_parallel goes through the same reader as `qkv data binarize` (text_clean.h), so a word
+// vocabulary built from the text matches the ids in a binarized file of the same text.
+TEST(Corpus, ReadsThroughTheRobustReader) {
+  TempDir dir;
+  // BOM, "a" U+0001 "b c", lone CR, "d" U+00A0 "e", CRLF, "f" (split where a hex escape would swallow).
+  const std::string src =
+      dir.write("train.src", std::string("\xEF\xBB\xBF") + "a\x01" + "b c\rd\xC2\xA0" + "e\r\nf\n");
+  const std::string tgt = dir.write("train.tgt", "x\ny\nz");
+  const ParallelCorpus corpus = read_parallel(src, tgt);
+  ASSERT_EQ(corpus.size(), 3u);
+  EXPECT_EQ(corpus.src[0], (Tokens{"ab", "c"}));  // BOM dropped, control character removed
+  EXPECT_EQ(corpus.src[1], (Tokens{"d", "e"}));   // a lone CR ends a line; U+00A0 is a space
+  EXPECT_EQ(corpus.src[2], (Tokens{"f"}));
+  EXPECT_EQ(read_lines(src), (std::vector<std::string>{"ab c", "d e", "f"}));
+}
+
+TEST(Corpus, BinaryFileIsRefusedWithFileAndLine) {
+  TempDir dir;
+  const std::string src = dir.write("train.src", std::string("a\nb\0c\n", 6));
+  const std::string message = data_error([&] { read_lines(src); });
+  EXPECT_NE(message.find(src + ":2: NUL byte"), std::string::npos) << message;
+}
+
+TEST(Corpus, ReadsAnOpenStreamAndLeavesItOpen) {
+  std::FILE* stream = std::tmpfile();
+  ASSERT_NE(stream, nullptr);
+  std::fputs("one  two\r\nthree\x7f\n", stream);
+  std::rewind(stream);
+  EXPECT_EQ(read_lines(stream, "<stdin>"), (std::vector<std::string>{"one two", "three"}));
+  EXPECT_EQ(std::fseek(stream, 0, SEEK_SET), 0);  // still open: ours to close
+  std::fputs("\xff\n", stream);
+  std::rewind(stream);
+  const std::string message = data_error([&] { read_lines(stream, "<stdin>"); });
+  EXPECT_NE(message.find("<stdin>:1: invalid UTF-8 at byte 1"), std::string::npos) << message;
+  std::fclose(stream);
 }
 
 TEST(Corpus, FilterDropsLongAndEmptyPairsAndCountsThem) {

@@ -1,4 +1,4 @@
-// Reading, writing and filtering parallel text (see corpus.h).
+// Reading (through LineReader), writing and filtering parallel text (see corpus.h).
 #include "data/corpus.h"
 
 #include <cerrno>
@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "data/text_clean.h"
 #include "data/utf8.h"
 #include "error.h"
 
@@ -25,24 +26,24 @@ SplitPaths split_paths(const DataConfig& data, const std::string& prefix) {
   return split_paths(data.dir, prefix, data.src_lang, data.tgt_lang);
 }
 
-std::vector<std::string> read_lines(const std::string& path) {
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) throw DataError(fmt::format("{}: is a directory, not a text file", path));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw DataError(fmt::format("{}: cannot open ({})", path, std::strerror(errno)));
+namespace {
+
+std::vector<std::string> read_all(LineReader& reader) {
   std::vector<std::string> lines;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    const size_t bad = utf8::find_invalid(line);
-    if (bad != utf8::kValid) {
-      throw DataError(fmt::format("{}:{}: invalid UTF-8 at byte {} of the line (byte 0x{:02X})", path,
-                                  lines.size() + 1, bad + 1, static_cast<unsigned char>(line[bad])));
-    }
-    lines.push_back(std::move(line));
-  }
-  if (in.bad()) throw DataError(fmt::format("{}: read error after line {}", path, lines.size()));
+  for (std::string line; reader.next(line);) lines.push_back(std::move(line));
   return lines;
+}
+
+}  // namespace
+
+std::vector<std::string> read_lines(const std::string& path) {
+  LineReader reader(path);
+  return read_all(reader);
+}
+
+std::vector<std::string> read_lines(std::FILE* stream, const std::string& name) {
+  LineReader reader(stream, name);
+  return read_all(reader);
 }
 
 void write_lines(const std::string& path, const std::vector<std::string>& lines) {

@@ -1,10 +1,12 @@
 // Parallel text: one sentence per line, UTF-8, the i-th line of the source file translating the i-th
-// line of the target file. Reading checks everything a user can get wrong (a missing file, invalid
-// UTF-8, unequal line counts, an empty corpus) and names the file and line in the DataError.
+// line of the target file. Reading goes through the one line reader (text_clean.h), which cleans
+// each line and refuses what it cannot read; here we add the checks on the pair of files (unequal
+// line counts, an empty corpus). Every DataError names the file, and the line where there is one.
 // Filtering drops the pairs training cannot use and says how many.
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -23,9 +25,13 @@ SplitPaths split_paths(const std::string& dir, const std::string& prefix, const 
                        const std::string& tgt_lang);
 SplitPaths split_paths(const DataConfig& data, const std::string& prefix);
 
-// The lines of a UTF-8 text file, without their "\n" (or "\r\n"). A last line without "\n" counts.
-// Throws DataError for a missing or unreadable file and for invalid UTF-8 ("path:line: ...").
+// The lines of a UTF-8 text file, read and cleaned by LineReader (text_clean.h: "\n", "\r\n" and a
+// lone "\r" end a line, a BOM is dropped, whitespace normalized, control characters removed). A last
+// line without a terminator counts. Throws DataError for a missing, unreadable or binary file and for
+// invalid UTF-8 ("path:line: ...").
 std::vector<std::string> read_lines(const std::string& path);
+// The same for an open stream such as stdin (read to its end, left open); `name` is used in errors.
+std::vector<std::string> read_lines(std::FILE* stream, const std::string& name);
 
 // Writes one line per element, each ending in "\n", creating the parent directory if needed.
 void write_lines(const std::string& path, const std::vector<std::string>& lines);
@@ -45,8 +51,8 @@ struct ParallelCorpus {
   size_t size() const { return src.size(); }
 };
 
-// Reads and word-splits both sides. Throws DataError for anything read_lines refuses, for unequal
-// line counts and for an empty corpus.
+// Reads (read_lines) and word-splits both sides. Throws DataError for anything read_lines refuses,
+// for unequal line counts and for an empty corpus.
 ParallelCorpus read_parallel(const std::string& src_path, const std::string& tgt_path);
 ParallelCorpus read_parallel(const SplitPaths& paths);
 

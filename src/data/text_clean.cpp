@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -80,14 +81,20 @@ std::string clean_line(std::string_view raw, const std::string& path, int64_t li
 
 LineReader::LineReader(std::string path, TextPolicy policy)
     : path_(std::move(path)), policy_(policy), buffer_(kChunkBytes) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path_, ec))
+    throw DataError(fmt::format("{}: is a directory, not a text file", path_));
   file_ = std::fopen(path_.c_str(), "rb");
   if (file_ == nullptr) {
-    throw DataError(fmt::format("cannot open {}: {}", path_, std::strerror(errno)));
+    throw DataError(fmt::format("{}: cannot open ({})", path_, std::strerror(errno)));
   }
 }
 
+LineReader::LineReader(std::FILE* stream, std::string name, TextPolicy policy)
+    : path_(std::move(name)), policy_(policy), file_(stream), owns_file_(false), buffer_(kChunkBytes) {}
+
 LineReader::~LineReader() {
-  if (file_ != nullptr) std::fclose(file_);
+  if (file_ != nullptr && owns_file_) std::fclose(file_);
 }
 
 bool LineReader::fill() {

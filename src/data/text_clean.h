@@ -48,10 +48,14 @@ struct TextPolicy {
 // the place in errors (DataError).
 std::string clean_line(std::string_view raw, const std::string& path, int64_t line_number, TextStats& stats);
 
-// Reads a text file line by line, cleaned. Throws DataError naming the file and line.
+// Reads a text file line by line, cleaned: the one reader behind every text file qkv reads (corpora,
+// vocabularies, SentencePiece training input, BLEU references and hypotheses, `qkv translate
+// --input`). Throws DataError naming the file and line.
 class LineReader {
  public:
   explicit LineReader(std::string path, TextPolicy policy = {});
+  // Reads an open stream (e.g. stdin), which stays open; `name` stands for it in errors.
+  LineReader(std::FILE* stream, std::string name, TextPolicy policy = {});
   ~LineReader();
   LineReader(const LineReader&) = delete;
   LineReader& operator=(const LineReader&) = delete;
@@ -69,6 +73,7 @@ class LineReader {
   std::string path_;
   TextPolicy policy_;
   std::FILE* file_ = nullptr;
+  bool owns_file_ = true;
   std::vector<char> buffer_;
   size_t begin_ = 0, end_ = 0;  // unread bytes are buffer_[begin_, end_)
   bool eof_ = false;
