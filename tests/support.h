@@ -6,16 +6,23 @@
 //     autograd gradient of every input that requires grad; all elements of small inputs, a seeded
 //     random subset of large ones; reports the worst element;
 //   - QKV_DEVICE_TEST: one test body run on the CPU and on CUDA, the CUDA variant skipped (not
-//     passed) when there is no GPU.
+//     passed) when there is no GPU;
+//   - TempDir: a fresh directory for a test's files, removed with them when the test ends.
 #pragma once
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -148,6 +155,42 @@ inline ::testing::AssertionResult gradcheck(
          << "gradcheck: " << failures << " of " << checked << " elements differ (atol " << options.atol
          << ", rtol " << options.rtol << "); worst error " << worst << " at " << worst_at << first.str();
 }
+
+// A fresh directory under the system temp dir, qkv_test_{Suite}.{Test}_{pid}_{n} (named after the
+// running test, or the suite in SetUpTestSuite), removed with everything in it when the object goes.
+// The pid keeps test binaries that ctest runs in parallel apart.
+class TempDir {
+ public:
+  TempDir() {
+    static int counter = 0;
+    const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+    const auto* suite = ::testing::UnitTest::GetInstance()->current_test_suite();
+    std::string name = test != nullptr    ? fmt::format("{}.{}", test->test_suite_name(), test->name())
+                       : suite != nullptr ? suite->name()
+                                          : "qkv";
+    std::replace(name.begin(), name.end(), '/', '_');  // parameterized tests: Prefix/Suite.Name/3
+    path = std::filesystem::temp_directory_path() /
+           fmt::format("qkv_test_{}_{}_{}", name, ::getpid(), counter++);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ignored;  // a destructor must not throw; a leftover directory is harmless
+    std::filesystem::remove_all(path, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  // Writes `bytes` exactly (no newline added) to the file `name` in the directory; returns its path.
+  std::string write(const std::string& name, const std::string& bytes) const {
+    const std::string file = (path / name).string();
+    std::ofstream out(file, std::ios::binary);
+    out << bytes;
+    if (!out.flush()) throw std::runtime_error("cannot write " + file);
+    return file;
+  }
+
+  std::filesystem::path path;
+};
 
 }  // namespace qkv::test
 

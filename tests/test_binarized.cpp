@@ -18,27 +18,14 @@
 #include "data/text_clean.h"
 #include "data/utf8.h"
 #include "error.h"
+#include "support.h"
 #include "train/dataset.h"
 
 namespace fs = std::filesystem;
 using namespace qkv;
+using qkv::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / fmt::format("qkv_test_bin_{}_{}", ::getpid(), counter++);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
-void write_file(const fs::path& path, const std::vector<std::string>& lines) {
-  std::ofstream out(path, std::ios::binary);
-  for (const auto& line : lines) out << line << '\n';
-}
 
 // `count` lines of words w0..w{types-1}, 0 to 12 words each (so some lines are blank).
 std::vector<std::string> random_lines(int count, int types, unsigned seed) {
@@ -74,8 +61,8 @@ struct Fixture {
     src = random_lines(pairs, types, 1);
     tgt = random_lines(pairs, types, 2);
     text = split_paths(dir.path.string(), "train", "de", "en");
-    write_file(text.src, src);
-    write_file(text.tgt, tgt);
+    write_lines(text.src, src);
+    write_lines(text.tgt, tgt);
     codecs = make_word_codecs(build_word_vocab({text.src, text.tgt}));
   }
   std::string bin() const { return binarized_path(dir.path.string(), "train", "de", "en"); }
@@ -282,9 +269,9 @@ TEST(Binarized, MismatchedCodecsAndStaleTextAreDetected) {
 
   auto changed = f.tgt;
   changed[0] += " w1";
-  write_file(f.text.tgt, changed);
+  write_lines(f.text.tgt, changed);
   EXPECT_THROW(corpus.check_text(f.text), DataError);
-  write_file(f.text.tgt, f.tgt);
+  write_lines(f.text.tgt, f.tgt);
   EXPECT_NO_THROW(corpus.check_text(f.text));
   fs::remove(f.text.src);  // text deleted to save space: nothing to compare with
   EXPECT_NO_THROW(corpus.check_text(f.text));

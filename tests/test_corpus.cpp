@@ -2,37 +2,21 @@
 // what it drops. Also the UTF-8 helpers the reader and BLEU rely on.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include "data/corpus.h"
 #include "data/utf8.h"
 #include "error.h"
+#include "support.h"
 
 namespace qkv {
 namespace {
 
-namespace fs = std::filesystem;
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / fmt::format("qkv_test_corpus_{}_{}", ::getpid(), counter++);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string write(const std::string& name, const std::string& bytes) const {
-    const std::string file = (path / name).string();
-    std::ofstream(file, std::ios::binary) << bytes;
-    return file;
-  }
-};
+using test::TempDir;
 
 // The message of the DataError that f throws ("" when it throws none).
 template <typename F>

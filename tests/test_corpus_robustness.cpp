@@ -1,7 +1,6 @@
 // Real corpora are messy. Each case of issue #7 is either handled as fairseq-preprocess would (and the
 // test says how) or refused with the file and line (text_clean.h states the policy).
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -13,26 +12,12 @@
 #include "data/text_clean.h"
 #include "data/utf8.h"
 #include "error.h"
+#include "support.h"
 
-namespace fs = std::filesystem;
 using namespace qkv;
+using qkv::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / fmt::format("qkv_test_robust_{}_{}", ::getpid(), counter++);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name, const std::string& bytes) const {
-    const auto p = (path / name).string();
-    std::ofstream(p, std::ios::binary) << bytes;
-    return p;
-  }
-};
 
 std::vector<std::string> read_all(const std::string& path, TextStats* stats = nullptr,
                                   TextPolicy policy = {}) {
@@ -73,19 +58,19 @@ TEST(CorpusRobustness, MixedLineEndingsAllEndALine) {
   // As Python's universal newlines (fairseq): LF, CRLF and a lone CR; a last line without one counts.
   TempDir dir;
   TextStats stats;
-  EXPECT_EQ(read_all(dir.file("mixed", "unix\nwindows\r\nold mac\rlast"), &stats),
+  EXPECT_EQ(read_all(dir.write("mixed", "unix\nwindows\r\nold mac\rlast"), &stats),
             (Lines{"unix", "windows", "old mac", "last"}));
   EXPECT_EQ(stats.crlf_endings, 1);
   EXPECT_EQ(stats.cr_endings, 1);
-  EXPECT_EQ(read_all(dir.file("empty", "")), Lines{});
-  EXPECT_EQ(read_all(dir.file("one_newline", "\n")), Lines{""});
+  EXPECT_EQ(read_all(dir.write("empty", "")), Lines{});
+  EXPECT_EQ(read_all(dir.write("one_newline", "\n")), Lines{""});
 }
 
 TEST(CorpusRobustness, CrlfSplitAcrossReadChunksIsOneLineEnd) {
   TempDir dir;
   const std::string first(1024 * 1024 - 1, 'a');  // the "\r" is the last byte of the first 1 MiB chunk
   TextStats stats;
-  const auto lines = read_all(dir.file("boundary", first + "\r\nb\n"), &stats);
+  const auto lines = read_all(dir.write("boundary", first + "\r\nb\n"), &stats);
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[0], first);
   EXPECT_EQ(lines[1], "b");
@@ -96,31 +81,31 @@ TEST(CorpusRobustness, ByteOrderMarkIsDropped) {
   // fairseq (utf-8, not utf-8-sig) would glue U+FEFF to the first word; we read as utf-8-sig does.
   TempDir dir;
   TextStats stats;
-  EXPECT_EQ(read_all(dir.file("bom", "\xef\xbb\xbfHallo Welt\nzwei\n"), &stats),
+  EXPECT_EQ(read_all(dir.write("bom", "\xef\xbb\xbfHallo Welt\nzwei\n"), &stats),
             (Lines{"Hallo Welt", "zwei"}));
   EXPECT_TRUE(stats.bom);
   // A BOM left inside by concatenating files is removed too.
-  EXPECT_EQ(read_all(dir.file("inner", "eins\n\xef\xbb\xbfzwei\n")), (Lines{"eins", "zwei"}));
+  EXPECT_EQ(read_all(dir.write("inner", "eins\n\xef\xbb\xbfzwei\n")), (Lines{"eins", "zwei"}));
 }
 
 TEST(CorpusRobustness, BlankLinesAreKeptSoThatLinesStayAligned) {
   // fairseq binarizes a blank line as an empty sentence; the trainer skips pairs with an empty side.
   TempDir dir;
   TextStats stats;
-  EXPECT_EQ(read_all(dir.file("blank", "a\n\n   \nb\n"), &stats), (Lines{"a", "", "", "b"}));
+  EXPECT_EQ(read_all(dir.write("blank", "a\n\n   \nb\n"), &stats), (Lines{"a", "", "", "b"}));
   EXPECT_EQ(stats.blank_lines, 2);
 }
 
 TEST(CorpusRobustness, WhitespaceIsNormalizedAsPythonSplitDoes) {
   // fairseq's tokenize_line: " ".join(line.split()) over Python's Unicode whitespace.
   TempDir dir;
-  EXPECT_EQ(read_all(dir.file("spaces",
-                              "  a\tb\x0b\x0c"
-                              "c\xc2\xa0"
-                              "d\xe2\x80\x83"
-                              "e\xe3\x80\x80"
-                              "f\x1f"
-                              "g  \n")),
+  EXPECT_EQ(read_all(dir.write("spaces",
+                               "  a\tb\x0b\x0c"
+                               "c\xc2\xa0"
+                               "d\xe2\x80\x83"
+                               "e\xe3\x80\x80"
+                               "f\x1f"
+                               "g  \n")),
             Lines{"a b c d e f g"});
 }
 
@@ -128,25 +113,25 @@ TEST(CorpusRobustness, OtherControlCharactersAreRemoved) {
   // As Moses' remove-non-printing-char.perl; fairseq would keep them inside tokens.
   TempDir dir;
   TextStats stats;
-  EXPECT_EQ(read_all(dir.file("controls", "be\x01ll\x7f \x1b[0mred\xc2\x85x \xc2\x9fy\n"), &stats),
+  EXPECT_EQ(read_all(dir.write("controls", "be\x01ll\x7f \x1b[0mred\xc2\x85x \xc2\x9fy\n"), &stats),
             Lines{"bell [0mred x y"});
   EXPECT_EQ(stats.controls_removed, 4);  // \x01, \x7f, \x1b, U+009F (U+0085 is whitespace)
 }
 
 TEST(CorpusRobustness, NulBytesAndInvalidUtf8AreRefusedWithFileAndLine) {
   TempDir dir;
-  const auto nul = dir.file("binary", std::string("ok\nstill ok\nzero\0byte\n", 22));
+  const auto nul = dir.write("binary", std::string("ok\nstill ok\nzero\0byte\n", 22));
   expect_refused(nul, {nul + ":3:", "NUL byte"});
-  const auto latin1 = dir.file("latin1",
-                               "gr\xc3\xbc\xc3\x9f"
-                               "e\nStra\xdf"
-                               "e\n");
+  const auto latin1 = dir.write("latin1",
+                                "gr\xc3\xbc\xc3\x9f"
+                                "e\nStra\xdf"
+                                "e\n");
   expect_refused(latin1, {latin1 + ":2:", "invalid UTF-8 at byte 5", "iconv"});
-  const auto overlong = dir.file("overlong", "\xc0\xaf\n");
+  const auto overlong = dir.write("overlong", "\xc0\xaf\n");
   expect_refused(overlong, {overlong + ":1:", "invalid UTF-8"});
-  const auto surrogate = dir.file("surrogate", "ok\n\xed\xa0\x80\n");
+  const auto surrogate = dir.write("surrogate", "ok\n\xed\xa0\x80\n");
   expect_refused(surrogate, {surrogate + ":2:", "invalid UTF-8"});
-  const auto truncated = dir.file("truncated", "ok\n\xe2\x82");
+  const auto truncated = dir.write("truncated", "ok\n\xe2\x82");
   expect_refused(truncated, {truncated + ":2:", "invalid UTF-8"});
 }
 
@@ -155,7 +140,7 @@ TEST(CorpusRobustness, VeryLongLinesAreReadWholeUpToTheLimitThenRefused) {
   const std::string long_line(3 * 1024 * 1024, 'x');  // spans several read chunks
   TextPolicy roomy;
   roomy.max_line_bytes = 4 * 1024 * 1024;
-  const auto path = dir.file("long", "short\n" + long_line + "\nend\n");
+  const auto path = dir.write("long", "short\n" + long_line + "\nend\n");
   const auto lines = read_all(path, nullptr, roomy);
   ASSERT_EQ(lines.size(), 3u);
   EXPECT_EQ(lines[1].size(), long_line.size());
@@ -166,8 +151,8 @@ TEST(CorpusRobustness, VeryLongLinesAreReadWholeUpToTheLimitThenRefused) {
 TEST(CorpusRobustness, UnequalLineCountsAreRefusedNamingBothFiles) {
   // fairseq: "Source and target must contain the same number of examples".
   TempDir dir;
-  const auto src = dir.file("train.de", "eins\nzwei\ndrei\n");
-  const auto tgt = dir.file("train.en", "one\ntwo\n");
+  const auto src = dir.write("train.de", "eins\nzwei\ndrei\n");
+  const auto tgt = dir.write("train.en", "one\ntwo\n");
   ParallelReader reader(src, tgt);
   std::string s, t;
   try {
@@ -184,12 +169,12 @@ TEST(CorpusRobustness, UnequalLineCountsAreRefusedNamingBothFiles) {
 TEST(CorpusRobustness, MessyTextBinarizesLikeItsCleanForm) {
   // The whole path: a corpus with every handled defect gives the same ids as its clean version.
   TempDir dir;
-  const SplitPaths messy{dir.file("m.de",
-                                  "\xef\xbb\xbf"
-                                  "das  Haus\r\n\r\nein\tBaum\x01\rder\xc2\xa0Hund"),
-                         dir.file("m.en", "the house\n\nA tree\nthe dog\n")};
-  const SplitPaths clean{dir.file("c.de", "das Haus\n\nein Baum\nder Hund\n"),
-                         dir.file("c.en", "the house\n\nA tree\nthe dog\n")};
+  const SplitPaths messy{dir.write("m.de",
+                                   "\xef\xbb\xbf"
+                                   "das  Haus\r\n\r\nein\tBaum\x01\rder\xc2\xa0Hund"),
+                         dir.write("m.en", "the house\n\nA tree\nthe dog\n")};
+  const SplitPaths clean{dir.write("c.de", "das Haus\n\nein Baum\nder Hund\n"),
+                         dir.write("c.en", "the house\n\nA tree\nthe dog\n")};
   const CodecPair codecs = make_word_codecs(build_word_vocab({clean.src, clean.tgt}));
   const auto messy_bin = (dir.path / "m.bin").string(), clean_bin = (dir.path / "c.bin").string();
   const BinarizeReport report = binarize_split(messy, messy_bin, *codecs.src, *codecs.tgt);

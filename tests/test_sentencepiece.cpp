@@ -18,31 +18,14 @@
 #include "data/sentencepiece.h"
 #include "data/special_tokens.h"
 #include "error.h"
+#include "support.h"
 #include "train/config.h"
 
 namespace fs = std::filesystem;
 using namespace qkv;
+using qkv::test::TempDir;
 
 namespace {
-
-// A fresh directory under the system temp dir, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / fmt::format("qkv_test_spm_{}_{}", ::getpid(), counter()++);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  static int& counter() {
-    static int n = 0;
-    return n;
-  }
-};
-
-void write_file(const fs::path& path, const std::vector<std::string>& lines) {
-  std::ofstream out(path, std::ios::binary);
-  for (const auto& line : lines) out << line << '\n';
-}
 
 // Sentences of a small made-up German/English: enough shared structure for subwords to form.
 std::vector<std::string> make_sentences(const std::vector<std::string>& words, int count, unsigned seed) {
@@ -74,8 +57,8 @@ class SentencePieceTest : public ::testing::Test {
     dir_ = new TempDir;
     german_ = make_sentences(kGerman, 400, 1);
     english_ = make_sentences(kEnglish, 400, 2);
-    write_file(dir_->path / "train.de", german_);
-    write_file(dir_->path / "train.en", english_);
+    write_lines(dir_->path / "train.de", german_);
+    write_lines(dir_->path / "train.en", english_);
     SpmTrainOptions options;
     options.vocab_size = 160;
     options.threads = 1;
@@ -166,7 +149,7 @@ TEST_F(SentencePieceTest, ModelsTrainedTwiceOnTheSameDataAreIdentical) {
 
 TEST(SentencePieceErrors, UnigramModelsTrainToo) {
   TempDir dir;
-  write_file(dir.path / "text", make_sentences(kEnglish, 300, 3));
+  write_lines(dir.path / "text", make_sentences(kEnglish, 300, 3));
   SpmTrainOptions options;
   options.vocab_size = 36;  // the unigram trainer's seed pieces bound it for this tiny corpus
   options.model_type = SpmModelType::Unigram;
@@ -179,7 +162,7 @@ TEST(SentencePieceErrors, UnigramModelsTrainToo) {
 
 TEST(SentencePieceErrors, BadInputIsReportedWithFileAndLine) {
   TempDir dir;
-  write_file(dir.path / "bad", {"fine line", "also fine", "broken \xff byte"});
+  write_lines(dir.path / "bad", {"fine line", "also fine", "broken \xff byte"});
   SpmTrainOptions options;
   options.vocab_size = 50;
   try {
@@ -194,7 +177,7 @@ TEST(SentencePieceErrors, BadInputIsReportedWithFileAndLine) {
 
 TEST(SentencePieceErrors, AVocabularyTooLargeForTheDataIsRefused) {
   TempDir dir;
-  write_file(dir.path / "tiny", {"a b c", "a b d"});
+  write_lines(dir.path / "tiny", {"a b c", "a b d"});
   SpmTrainOptions options;
   options.vocab_size = 5000;
   try {
@@ -208,7 +191,7 @@ TEST(SentencePieceErrors, AVocabularyTooLargeForTheDataIsRefused) {
 TEST(SentencePieceErrors, MissingOrCorruptModelsAreRefused) {
   TempDir dir;
   EXPECT_THROW(SentencePiece((dir.path / "none.model").string()), DataError);
-  write_file(dir.path / "junk.model", {"this is not a model"});
+  write_lines(dir.path / "junk.model", {"this is not a model"});
   EXPECT_THROW(SentencePiece((dir.path / "junk.model").string()), DataError);
   DataConfig data;
   data.tokenizer = Tokenizer::SentencePiece;

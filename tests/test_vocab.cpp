@@ -1,38 +1,22 @@
 // Vocabulary: fixed special ids, deterministic order, min_freq, encode/decode, and a save/load round
 // trip whose errors name the file and line.
 #include <filesystem>
-#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include "data/special_tokens.h"
 #include "data/vocab.h"
 #include "error.h"
+#include "support.h"
 
 namespace qkv {
 namespace {
 
-namespace fs = std::filesystem;
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / fmt::format("qkv_test_vocab_{}_{}", ::getpid(), counter++);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string write(const std::string& name, const std::string& bytes) const {
-    const std::string file = (path / name).string();
-    std::ofstream(file, std::ios::binary) << bytes;
-    return file;
-  }
-};
+using test::TempDir;
 
 const std::vector<std::vector<std::string>> kSentences = {
     {"the", "cat", "sat"}, {"the", "dog", "sat"}, {"a", "cat", "ran"}, {"the", "end"}};
