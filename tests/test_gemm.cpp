@@ -1,6 +1,8 @@
 // qkv::gemm_linear and qkv::sgemm (src/model/gemm.h) against torch::linear / torch::mm: values and
 // gradients with a random upstream gradient, with and without bias, for 2-D and 3-D inputs, and the
-// fallback for other dtypes.
+// fallback for other dtypes; qkv::batched_gemm on strided tiles against torch::bmm.
+#include <limits>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -76,6 +78,39 @@ TEST(Sgemm, AllTransposesMatchMm) {
       expect_close(c, expected, "sgemm");
     }
   }
+}
+
+// batched_gemm on tiles of larger tensors (row strides wider than the rows), every transpose, β 0
+// over a NaN-filled C (C's old contents must be ignored) and β 1, in float32 (oneDNN) and float64.
+TEST(BatchedGemm, StridedTilesMatchBmm) {
+  torch::manual_seed(5);
+  for (auto dtype : {torch::kFloat, torch::kDouble}) {
+    for (bool ta : {false, true}) {
+      for (bool tb : {false, true}) {
+        for (double beta : {0.0, 1.0}) {
+          auto a_big = torch::randn({3, 9, 11}, dtype), b_big = torch::randn({3, 10, 12}, dtype);
+          auto a = ta ? a_big.slice(1, 1, 8).slice(2, 2, 7)
+                      : a_big.slice(1, 2, 7).slice(2, 1, 8);  // op(A) [3, 5, 7]
+          auto b = tb ? b_big.slice(1, 0, 4).slice(2, 3, 10)
+                      : b_big.slice(1, 1, 8).slice(2, 0, 4);  // op(B) [3, 7, 4]
+          auto c_big = torch::randn({3, 6, 9}, dtype);
+          if (beta == 0.0) c_big.fill_(std::numeric_limits<double>::quiet_NaN());
+          auto c = c_big.slice(1, 1, 6).slice(2, 2, 6);  // [3, 5, 4]
+          auto expected = torch::bmm(ta ? a.transpose(1, 2) : a, tb ? b.transpose(1, 2) : b).mul(0.5);
+          if (beta != 0.0) expected += beta * c;
+          batched_gemm(ta, tb, a, b, c, 0.5, beta);
+          expect_close(c, expected, "batched_gemm");
+          EXPECT_TRUE(c_big.slice(2, 0, 2).isnan().all().item<bool>() || beta != 0.0) << "wrote outside C";
+        }
+      }
+    }
+  }
+}
+
+TEST(BatchedGemm, RefusesMismatchedShapes) {
+  auto a = torch::randn({2, 3, 4}), b = torch::randn({2, 5, 6});
+  auto c = torch::empty({2, 3, 6});
+  EXPECT_THROW(batched_gemm(false, false, a, b, c), c10::Error);
 }
 
 }  // namespace

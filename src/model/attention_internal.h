@@ -13,6 +13,7 @@
 #include <optional>
 #include <tuple>
 
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/types.h>
 
@@ -86,14 +87,27 @@ struct TilePlan {
 };
 TilePlan plan_tiles(const Problem& pr, bool all_keys);
 
-// Calls f(n0, n1, i0, i1) for every tile of heads [n0, n1) × query rows [i0, i1), query blocks
-// outermost so that a block's causal mask is built while its rows are hot.
+// Calls f(n0, n1, i0, i1) for every tile of heads [n0, n1) × query rows [i0, i1).
+//
+// On the CPU the head groups run in parallel, one per ATen thread, and each tile's matrix products
+// run single-threaded inside it (OpenBLAS's OpenMP build, like ATen's own ops, does not fan out
+// again inside a parallel region): a few large independent pieces instead of many small products
+// each split across the cores, which is what made small T as slow as the composite. A head group's
+// query blocks stay on one thread, in order, because they accumulate into the same dK and dV.
+// On a GPU the tiles are issued in order from the calling thread (kernels are asynchronous).
 template <class F>
 void for_each_tile(const Problem& pr, const TilePlan& plan, F&& f) {
-  for (int64_t i0 = 0; i0 < pr.tq(); i0 += plan.rows) {
-    for (int64_t n0 = 0; n0 < pr.n(); n0 += plan.heads) {
-      f(n0, std::min(n0 + plan.heads, pr.n()), i0, std::min(i0 + plan.rows, pr.tq()));
-    }
+  const int64_t groups = (pr.n() + plan.heads - 1) / plan.heads;
+  auto run_group = [&](int64_t g) {
+    const int64_t n0 = g * plan.heads, n1 = std::min(n0 + plan.heads, pr.n());
+    for (int64_t i0 = 0; i0 < pr.tq(); i0 += plan.rows) f(n0, n1, i0, std::min(i0 + plan.rows, pr.tq()));
+  };
+  if (pr.q.is_cpu() && groups > 1) {
+    at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t g = begin; g < end; ++g) run_group(g);
+    });
+  } else {
+    for (int64_t g = 0; g < groups; ++g) run_group(g);
   }
 }
 

@@ -12,6 +12,7 @@
 
 #include "model/attention_dropout.h"
 #include "model/attention_internal.h"
+#include "model/gemm.h"
 
 namespace qkv::detail {
 
@@ -43,7 +44,8 @@ std::tuple<torch::Tensor, torch::Tensor> memory_efficient_forward(const Problem&
       if (pr.dropout_p > 0) {
         s.mul_(dropout_keep(pr.seed, pr.dropout_p, n0, n1, i0, i1, j0, j1, pr.q.options()));
       }
-      acc.mul_(rescale).baddbmm_(s, pr.v.slice(0, n0, n1).slice(1, j0, j1));  // 4
+      acc.mul_(rescale);
+      batched_gemm(false, false, s, pr.v.slice(0, n0, n1).slice(1, j0, j1), acc, 1.0, 1.0);  // 4
       m = m_new;
     }
     const auto empty = l.eq(0.0);  // [n, bq, 1] rows without a visible key
@@ -81,38 +83,27 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> memory_efficient_backwar
     if (ke == 0) dq_tile.zero_();                                      // no visible key: no gradient
     for (int64_t j0 = 0; j0 < ke; j0 += plan.keys) {
       const int64_t j1 = std::min(j0 + plan.keys, ke);
-      auto k = pr.k.slice(0, n0, n1).slice(1, j0, j1);  // [n, bk, Dk]
-      auto v = pr.v.slice(0, n0, n1).slice(1, j0, j1);  // [n, bk, Dv]
-      auto p = p_buffer.slice(2, 0, j1 - j0);           // [n, bq, bk]
-      tile_scores(pr, n0, n1, i0, i1, j0, j1, p);       // 1. S_j
-      p.sub_(tile_lse).exp_();                          //    P_j
-      auto dp = at::bmm(d_out, v.transpose(1, 2));      // [n, bq, bk] dP̃_j
-      auto p_used = p;                                  // P̃_j
+      auto k = pr.k.slice(0, n0, n1).slice(1, j0, j1);           // [n, bk, Dk]
+      auto v = pr.v.slice(0, n0, n1).slice(1, j0, j1);           // [n, bk, Dv]
+      auto p = p_buffer.slice(2, 0, j1 - j0);                    // [n, bq, bk]
+      tile_scores(pr, n0, n1, i0, i1, j0, j1, p);                // 1. S_j
+      p.sub_(tile_lse).exp_();                                   //    P_j
+      auto dp = torch::empty({n, bq, j1 - j0}, pr.q.options());  // [n, bq, bk]
+      batched_gemm(false, true, d_out, v, dp);                   // dP̃_j = dO V_jᵀ
+      auto p_used = p;                                           // P̃_j
       if (pr.dropout_p > 0) {
         auto keep = dropout_keep(pr.seed, pr.dropout_p, n0, n1, i0, i1, j0, j1, pr.q.options());
         dp.mul_(keep);  // 3. dP_j
         p_used = p * keep;
       }
-      auto dv_block = dv.slice(0, n0, n1).slice(1, j0, j1);  // [n, bk, Dv]
-      auto dk_block = dk.slice(0, n0, n1).slice(1, j0, j1);  // [n, bk, Dk]
-      if (whole_heads) {
-        at::bmm_out(dv_block, p_used.transpose(1, 2), d_out);  // 4. dV_j
-      } else {
-        dv_block.baddbmm_(p_used.transpose(1, 2), d_out);
-      }
-      dp.sub_(tile_dot).mul_(p);  // 2. dS_j
-      if (j0 == 0) {
-        at::bmm_out(dq_tile, dp, k);  // 1. dQ, scaled after the last block
-      } else {
-        dq_tile.baddbmm_(dp, k);
-      }
-      if (whole_heads) {
-        at::bmm_out(dk_block, dp.transpose(1, 2), q);  //    dK_j
-      } else {
-        dk_block.baddbmm_(dp.transpose(1, 2), q);
-      }
+      auto dv_block = dv.slice(0, n0, n1).slice(1, j0, j1);                       // [n, bk, Dv]
+      auto dk_block = dk.slice(0, n0, n1).slice(1, j0, j1);                       // [n, bk, Dk]
+      const double accumulate = whole_heads ? 0.0 : 1.0;                          // β: write, or add
+      batched_gemm(true, false, p_used, d_out, dv_block, 1.0, accumulate);        // 4. dV_j (+)= P̃_jᵀ dO
+      dp.sub_(tile_dot).mul_(p);                                                  // 2. dS_j
+      batched_gemm(false, false, dp, k, dq_tile, pr.scale, j0 == 0 ? 0.0 : 1.0);  // 1. dQ (+)= scale·dS_j K_j
+      batched_gemm(true, false, dp, q, dk_block, 1.0, accumulate);                //    dK_j (+)= dS_jᵀ Q
     }
-    dq_tile.mul_(pr.scale);
   });
   return {dq, dk, dv};
 }

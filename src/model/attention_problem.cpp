@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "model/attention_internal.h"
+#include "model/gemm.h"
 
 namespace qkv::detail {
 namespace {
@@ -123,13 +124,14 @@ torch::Tensor tile_bias(const Problem& pr, int64_t n0, int64_t n1, int64_t i0, i
 
 void tile_scores(const Problem& pr, int64_t n0, int64_t n1, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
                  torch::Tensor& out) {
-  auto q = pr.q.slice(0, n0, n1).slice(1, i0, i1);                   // [n, bq, Dk]
-  auto kt = pr.k.slice(0, n0, n1).slice(1, j0, j1).transpose(1, 2);  // [n, Dk, bk]
+  auto q = pr.q.slice(0, n0, n1).slice(1, i0, i1);  // [n, bq, Dk]
+  auto k = pr.k.slice(0, n0, n1).slice(1, j0, j1);  // [n, bk, Dk]
   auto bias = tile_bias(pr, n0, n1, i0, i1, j0, j1);
   if (bias.defined()) {
-    at::baddbmm_out(out, bias.expand({n1 - n0, i1 - i0, j1 - j0}), q, kt);  // [n, bq, bk]
+    out.copy_(bias.expand({n1 - n0, i1 - i0, j1 - j0}));
+    batched_gemm(false, true, q, k, out, 1.0, 1.0);  // [n, bq, bk] = bias + Q Kᵀ
   } else {
-    at::bmm_out(out, q, kt);  // [n, bq, bk]
+    batched_gemm(false, true, q, k, out);  // [n, bq, bk] = Q Kᵀ
   }
 }
 

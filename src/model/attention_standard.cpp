@@ -11,6 +11,7 @@
 
 #include "model/attention_dropout.h"
 #include "model/attention_internal.h"
+#include "model/gemm.h"
 
 namespace qkv::detail {
 namespace {
@@ -63,9 +64,9 @@ std::tuple<torch::Tensor, torch::Tensor> standard_forward(const Problem& pr, boo
     auto v = pr.v.slice(0, n0, n1).slice(1, 0, ke);  // [n, ke, Dv]
     if (pr.dropout_p > 0) {
       auto keep = dropout_keep(pr.seed, pr.dropout_p, n0, n1, i0, i1, 0, ke, pr.q.options());
-      at::bmm_out(o, p * keep, v);  // 3, 4
+      batched_gemm(false, false, p * keep, v, o);  // 3, 4
     } else {
-      at::bmm_out(o, p, v);  // 4
+      batched_gemm(false, false, p, v, o);  // 4
     }
   });
   return {out, probs};
@@ -103,7 +104,8 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> standard_backward(const 
     auto q = pr.q.slice(0, n0, n1).slice(1, i0, i1);                   // [n, bq, Dk] (scaled)
     auto k = pr.k.slice(0, n0, n1).slice(1, 0, ke);                    // [n, ke, Dk]
     auto v = pr.v.slice(0, n0, n1).slice(1, 0, ke);                    // [n, ke, Dv]
-    auto dp = at::bmm(d_out, v.transpose(1, 2));                       // [n, bq, ke] dP̃
+    auto dp = torch::empty({n1 - n0, i1 - i0, ke}, pr.q.options());    // [n, bq, ke]
+    batched_gemm(false, true, d_out, v, dp);                           // dP̃ = dO Vᵀ
     auto p_used = p;                                                   // P̃
     if (pr.dropout_p > 0) {
       auto keep = dropout_keep(pr.seed, pr.dropout_p, n0, n1, i0, i1, 0, ke, pr.q.options());
@@ -112,18 +114,11 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> standard_backward(const 
     }
     auto dv_tile = dv.slice(0, n0, n1).slice(1, 0, ke);  // [n, ke, Dv]
     auto dk_tile = dk.slice(0, n0, n1).slice(1, 0, ke);  // [n, ke, Dk]
-    if (whole_heads) {
-      at::bmm_out(dv_tile, p_used.transpose(1, 2), d_out);  // 4. dV = P̃ᵀ dO
-    } else {
-      dv_tile.baddbmm_(p_used.transpose(1, 2), d_out);  //    dV += P̃ᵀ dO
-    }
-    dp.sub_(row_dot.slice(0, n0, n1).slice(1, i0, i1)).mul_(p);  // 2. dS
-    at::bmm_out(dq_tile, dp, k).mul_(pr.scale);                  // 1. dQ = scale · dS K
-    if (whole_heads) {
-      at::bmm_out(dk_tile, dp.transpose(1, 2), q);  //    dK = dSᵀ (scale·Q)
-    } else {
-      dk_tile.baddbmm_(dp.transpose(1, 2), q);  //    dK += dSᵀ (scale·Q)
-    }
+    const double accumulate = whole_heads ? 0.0 : 1.0;   // β: write, or add to earlier blocks
+    batched_gemm(true, false, p_used, d_out, dv_tile, 1.0, accumulate);  // 4. dV (+)= P̃ᵀ dO
+    dp.sub_(row_dot.slice(0, n0, n1).slice(1, i0, i1)).mul_(p);          // 2. dS
+    batched_gemm(false, false, dp, k, dq_tile, pr.scale);                // 1. dQ = scale · dS K
+    batched_gemm(true, false, dp, q, dk_tile, 1.0, accumulate);          //    dK (+)= dSᵀ (scale·Q)
   });
   return {dq, dk, dv};
 }

@@ -108,6 +108,53 @@ void sgemm(bool t_a, bool t_b, const torch::Tensor& a, const torch::Tensor& b, t
   TORCH_CHECK(status == 0, "oneDNN sgemm failed with status ", status);
 }
 
+namespace {
+
+// The leading dimension of the row-major matrices t[i] (rows contiguous, any row stride), or 0 when
+// their layout is not row-major. A matrix with one row or one column has no meaningful stride there.
+int64_t row_major_ld(const torch::Tensor& t) {
+  const int64_t rows = t.size(1), cols = t.size(2);
+  if (cols > 1 && t.stride(2) != 1) return 0;
+  const int64_t ld = rows > 1 ? t.stride(1) : std::max<int64_t>(cols, 1);
+  return ld >= std::max<int64_t>(cols, 1) ? ld : 0;
+}
+
+}  // namespace
+
+void batched_gemm(bool t_a, bool t_b, const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c,
+                  double alpha, double beta) {
+  TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && c.dim() == 3, "batched_gemm: 3-D tensors expected");
+  const int64_t batch = c.size(0);
+  const int64_t m = c.size(1), n = c.size(2), k = t_a ? a.size(1) : a.size(2);
+  TORCH_CHECK(a.size(0) == batch && b.size(0) == batch && (t_a ? a.size(2) : a.size(1)) == m &&
+                  (t_b ? b.size(1) : b.size(2)) == n && (t_b ? b.size(2) : b.size(1)) == k,
+              "batched_gemm: shapes ", a.sizes(), (t_a ? "ᵀ" : ""), " x ", b.sizes(), (t_b ? "ᵀ" : ""),
+              " -> ", c.sizes(), " do not match");
+  auto fn = dnnl_sgemm();
+  const int64_t lda = row_major_ld(a), ldb = row_major_ld(b), ldc = row_major_ld(c);
+  const bool onednn = fn != nullptr && onednn_applies(a) && onednn_applies(b) && onednn_applies(c) &&
+                      lda > 0 && ldb > 0 && ldc > 0 && m > 0 && n > 0 && k > 0;
+  if (!onednn) {
+    const auto op_a = t_a ? a.transpose(1, 2) : a, op_b = t_b ? b.transpose(1, 2) : b;
+    if (beta == 0.0) {  // baddbmm_ would multiply C's old contents by 0, keeping NaN
+      at::bmm_out(c, op_a, op_b);
+      if (alpha != 1.0) c.mul_(alpha);
+    } else {
+      c.baddbmm_(op_a, op_b, beta, alpha);
+    }
+    return;
+  }
+  const float* pa = a.data_ptr<float>();
+  const float* pb = b.data_ptr<float>();
+  float* pc = c.data_ptr<float>();
+  for (int64_t i = 0; i < batch; ++i) {
+    const int status =
+        fn(t_a ? 'T' : 'N', t_b ? 'T' : 'N', m, n, k, static_cast<float>(alpha), pa + i * a.stride(0), lda,
+           pb + i * b.stride(0), ldb, static_cast<float>(beta), pc + i * c.stride(0), ldc);
+    TORCH_CHECK(status == 0, "oneDNN sgemm failed with status ", status);
+  }
+}
+
 torch::Tensor gemm_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   const bool use_onednn = onednn_sgemm_available() && onednn_applies(x) && onednn_applies(weight) &&
                           (!bias.defined() || onednn_applies(bias)) && x.dim() >= 1 && x.numel() > 0;

@@ -1,4 +1,5 @@
-// y = x Wᵀ + b with the matrix products done by oneDNN's sgemm on the CPU.
+// Matrix products through oneDNN's sgemm on the CPU: the linear layers (y = x Wᵀ + b) and the
+// per-head products of the attention kernels.
 //
 // Why: on CPUs that Debian's OpenBLAS 0.3.21 does not know (AMD Zen 4, for one), OpenBLAS falls back
 // to its Haswell (AVX2) kernels, while oneDNN, which libtorch already loads (libdnnl.so.2), uses
@@ -29,5 +30,12 @@ bool onednn_sgemm_available();
 // available, else torch::addmm_.
 void sgemm(bool t_a, bool t_b, const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c,
            float alpha = 1.0f, float beta = 0.0f);
+
+// The batched form over the first dimension: C[i] = α·op(A[i])·op(B[i]) + β·C[i] for 3-D tensors of
+// any dtype and device. Each matrix may be a strided view (a tile of a larger tensor) as long as its
+// rows are contiguous; float32 CPU matrices of that kind go through oneDNN, one call per matrix,
+// everything else through at::baddbmm. With β = 0, C's old contents are ignored (NaN included).
+void batched_gemm(bool t_a, bool t_b, const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c,
+                  double alpha = 1.0, double beta = 0.0);
 
 }  // namespace qkv
