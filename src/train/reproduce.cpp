@@ -21,13 +21,14 @@ namespace fs = std::filesystem;
 // tokens, for the cost model; the real values only shift the estimate by a few percent.
 constexpr int64_t kToyVocab = 691;
 constexpr int64_t kToySentenceTokens = 16;
-// Cost model of one training step on 2 cores (libtorch 1.13 CPU, OpenBLAS), fitted to measured
-// steps of the scaled base (d_model 64, at 1024 and 2048 tokens), of d_model 128 rows and of the
-// scaled big row on this machine (under the load of other jobs: an idle machine is faster).
-constexpr double kStepOverheadSeconds = 0.08;
-constexpr double kSustainedFlops = 40e9;
+// Cost model of one training step on 2 cores (libtorch 1.13 CPU, oneDNN sgemm for the linear layers
+// and attention products), fitted to the measured steps of the scaled base (d_model 64: 0.035 s per
+// 1024-token step) and of row C5 (d_model 128: 0.054 s) on an idle machine, then given a third of
+// headroom for a machine that is doing something else as well.
+constexpr double kStepOverheadSeconds = 0.03;
+constexpr double kSustainedFlops = 150e9;
 // Per row, beyond training steps: data loading, dev evaluations and the final dev BLEU.
-constexpr double kRowOverheadSeconds = 20.0;
+constexpr double kRowOverheadSeconds = 10.0;
 // The toy task's sentences reach 40 words; the table covers them plus <s> or </s> with room.
 constexpr int64_t kToyMaxLen = 128;
 
