@@ -130,10 +130,10 @@ TEST(ScaleRule, BudgetSetsStepsForTheWholeTable) {
   }
   EXPECT_LE(seconds, 3600.0);
   EXPECT_GE(seconds, 0.6 * 3600.0);
-  // Bigger rows cost more per step.
+  // Bigger rows cost more per step (big: 4x the base's FLOPs, the fixed per-step overhead aside).
   const Config s_base = scale_config(base, base, hour);
   const Config s_big = scale_config(full_rows().back(), base, hour);
-  EXPECT_GT(estimated_step_seconds(s_big), 2 * estimated_step_seconds(s_base));
+  EXPECT_GT(estimated_step_seconds(s_big), 1.5 * estimated_step_seconds(s_base));
 }
 
 RowResult fake_result(const std::string& row, size_t index, double ppl, double bleu) {
