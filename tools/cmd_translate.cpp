@@ -54,15 +54,6 @@ InferenceModel load_with_overrides(const SearchArgs& args) {
   return loaded;
 }
 
-std::vector<std::string> read_stream(std::istream& in) {
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    lines.push_back(line);
-  }
-  return lines;
-}
-
 struct TranslateArgs {
   SearchArgs search;
   std::string input;
@@ -85,7 +76,8 @@ void run_translate(const TranslateArgs& args) {
       out << translate_lines(loaded.model, loaded.codecs, {line}, options, 1).front() << std::endl;
     return;
   }
-  const std::vector<std::string> lines = args.input.empty() ? read_stream(std::cin) : read_lines(args.input);
+  const std::vector<std::string> lines =
+      args.input.empty() ? read_lines(stdin, "<stdin>") : read_lines(args.input);
   for (const auto& text :
        translate_lines(loaded.model, loaded.codecs, lines, options, loaded.config.decode.batch_size))
     out << text << '\n';
