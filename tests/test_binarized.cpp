@@ -19,10 +19,12 @@
 #include "data/utf8.h"
 #include "error.h"
 #include "support.h"
+#include "support_data.h"
 #include "train/dataset.h"
 
 namespace fs = std::filesystem;
 using namespace qkv;
+using qkv::test::build_word_vocab;
 using qkv::test::TempDir;
 
 namespace {
@@ -38,17 +40,6 @@ std::vector<std::string> random_lines(int count, int types, unsigned seed) {
     lines.push_back(line);
   }
   return lines;
-}
-
-// A word vocabulary over the cleaned lines of `paths`, read as binarize reads them.
-Vocab build_word_vocab(const std::vector<std::string>& paths) {
-  TokenCounts counts;
-  std::string line;
-  for (const auto& path : paths) {
-    LineReader reader(path);
-    while (reader.next(line)) counts.add(utf8::split_words(line));
-  }
-  return Vocab::build(counts, 1);
 }
 
 struct Fixture {

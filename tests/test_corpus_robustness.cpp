@@ -13,8 +13,10 @@
 #include "data/utf8.h"
 #include "error.h"
 #include "support.h"
+#include "support_data.h"
 
 using namespace qkv;
+using qkv::test::build_word_vocab;
 using qkv::test::TempDir;
 
 namespace {
@@ -42,17 +44,6 @@ void expect_refused(const std::string& path, const std::vector<std::string>& nee
 }
 
 using Lines = std::vector<std::string>;
-
-// A word vocabulary over the cleaned lines of `paths`, read as binarize reads them.
-Vocab build_word_vocab(const std::vector<std::string>& paths) {
-  TokenCounts counts;
-  std::string line;
-  for (const auto& path : paths) {
-    LineReader reader(path);
-    while (reader.next(line)) counts.add(utf8::split_words(line));
-  }
-  return Vocab::build(counts, 1);
-}
 
 TEST(CorpusRobustness, MixedLineEndingsAllEndALine) {
   // As Python's universal newlines (fairseq): LF, CRLF and a lone CR; a last line without one counts.
