@@ -25,6 +25,7 @@
 #include "cli.h"
 #include "error.h"
 #include "model/attention.h"
+#include "sgemm_rate.h"
 #include "train/threads.h"
 
 namespace qkv {
@@ -99,20 +100,6 @@ double median(std::vector<double> values) {
   return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
-// The machine's matrix-product rate: C = A B with n×n float32 matrices, median of a few runs.
-double sgemm_gflops(int repetitions) {
-  const int64_t n = 2048;
-  auto a = torch::randn({n, n}), b = torch::randn({n, n}), c = torch::empty({n, n});
-  torch::mm_out(c, a, b);  // warm-up
-  std::vector<double> ms;
-  for (int r = 0; r < repetitions; ++r) {
-    const auto start = Clock::now();
-    torch::mm_out(c, a, b);
-    ms.push_back(ms_since(start));
-  }
-  return 2.0 * n * n * n / (median(ms) * 1e6);
-}
-
 struct BenchOptions {
   int64_t batch = 8, heads = 8, dk = 64, dv = 64;
   std::vector<int64_t> lengths{128, 256, 512, 1024};
@@ -178,7 +165,8 @@ std::vector<Row> bench_length(const BenchOptions& o, int64_t t) {
   return rows;
 }
 
-void print_table(const std::vector<Row>& rows, double sgemm) {
+void print_table(const std::vector<Row>& rows, const SgemmRates& rates) {
+  const double sgemm = rates.best();
   fmt::print("{:<18} {:>6} {:>10} {:>13} {:>9} {:>7} {:>12} {:>10}\n", "impl", "T", "fwd ms", "fwd+bwd ms",
              "GFLOP/s", "%sgemm", "saved MiB", "vs ref");
   for (const auto& row : rows) {
@@ -190,7 +178,7 @@ void print_table(const std::vector<Row>& rows, double sgemm) {
                row.fwd_ms, row.fwd_bwd_ms, row.gflops, 100 * row.gflops / sgemm, row.saved_bytes / 1048576.0,
                reference_ms > 0 ? fmt::format("{:.2f}x", reference_ms / row.fwd_bwd_ms) : "-");
   }
-  fmt::print("sgemm: {:.1f} GFLOP/s (2048x2048 float32, this run)\n", sgemm);
+  fmt::print("{}\n", rates.describe());
 }
 
 void bench_attention(const BenchOptions& o) {
@@ -207,7 +195,7 @@ void bench_attention(const BenchOptions& o) {
                o.heads, o.dk, o.dv, o.dtype, o.causal ? " causal" : "",
                o.dropout > 0 ? fmt::format(" dropout={}", o.dropout) : "", o.repetitions, describe_threads());
   }
-  const double sgemm = sgemm_gflops(5);
+  const SgemmRates sgemm = measure_sgemm(5);
   std::vector<Row> rows;
   for (int64_t t : o.lengths) {
     for (auto& row : bench_length(o, t)) {
@@ -224,7 +212,11 @@ void bench_attention(const BenchOptions& o) {
     }
   }
   if (o.json) {
-    std::cout << nlohmann::json{{"sgemm_gflops", sgemm}}.dump() << std::endl;
+    std::cout << nlohmann::json{{"sgemm_gflops", sgemm.best()},
+                                {"sgemm_blas_gflops", sgemm.blas},
+                                {"sgemm_onednn_gflops", sgemm.onednn}}
+                     .dump()
+              << std::endl;
   } else {
     print_table(rows, sgemm);
   }

@@ -25,6 +25,7 @@
 #include "cli.h"
 #include "data/batching.h"
 #include "error.h"
+#include "sgemm_rate.h"
 #include "train/config.h"
 #include "train/dataset.h"
 #include "train/flops.h"
@@ -57,21 +58,6 @@ struct Throughput {
   double ms_per_step = 0.0;
   double gflops = 0.0;
 };
-
-// The sgemm rate of this machine now: the best of a few 2048×2048 float products.
-double sgemm_gflops() {
-  const int64_t n = 2048;
-  auto a = torch::randn({n, n});
-  auto b = torch::randn({n, n});
-  double best = 0.0;
-  for (int i = 0; i < 5; ++i) {
-    const auto start = Clock::now();
-    auto c = torch::mm(a, b);
-    const double s = std::chrono::duration<double>(Clock::now() - start).count();
-    best = std::max(best, 2.0 * n * n * n / s / 1e9);
-  }
-  return best;
-}
 
 int64_t vocabulary_size(const BenchTrainArgs& args, const Config& config) {
   if (args.vocab > 0) return args.vocab;
@@ -155,7 +141,7 @@ nlohmann::json run_peer(const Config& config, int64_t vocab, const Batch& batch,
   }
 }
 
-void print_report(const Config& config, int64_t vocab, const Batch& batch, double sgemm,
+void print_report(const Config& config, int64_t vocab, const Batch& batch, const SgemmRates& rates,
                   const Throughput& ours, const std::optional<nlohmann::json>& peer,
                   const BenchTrainArgs& args) {
   const auto& m = config.model;
@@ -168,7 +154,8 @@ void print_report(const Config& config, int64_t vocab, const Batch& batch, doubl
       batch.src.size(0), batch.src.size(1), batch.tgt_in.size(1), batch.tgt_tokens, m.dropout,
       config.train.label_smoothing, args.steps, args.warmup);
   fmt::print("{}\n", describe_threads());
-  fmt::print("sgemm: {:.1f} GFLOP/s (2048x2048 float32, best of 5, this run)\n\n", sgemm);
+  fmt::print("{}\n\n", rates.describe());
+  const double sgemm = rates.best();
   fmt::print("{:<22} {:>12} {:>10} {:>9} {:>7}\n", "", "tokens/s", "ms/step", "GFLOP/s", "%sgemm");
   fmt::print("{:<22} {:>12.0f} {:>10.1f} {:>9.1f} {:>6.1f}%\n", "qkv (libtorch C++)", ours.tokens_per_s,
              ours.ms_per_step, ours.gflops, 100 * ours.gflops / sgemm);
@@ -193,7 +180,7 @@ void run_bench_train(const BenchTrainArgs& args) {
         fmt::format("--src-len/--tgt-len + 1 must fit model.max_len = {}", config.model.max_len));
   torch::manual_seed(1);
   const Batch batch = synthetic_batch(batch_size, args.src_len, args.tgt_len, vocab);
-  const double sgemm = sgemm_gflops();
+  const SgemmRates sgemm = measure_sgemm(5);
   const Throughput ours = bench_qkv(config, vocab, batch, args);
   std::optional<nlohmann::json> peer;
   if (!args.no_peer) peer = run_peer(config, vocab, batch, args);
@@ -204,7 +191,9 @@ void run_bench_train(const BenchTrainArgs& args) {
       {"batch", batch.src.size(0)},
       {"src_len", batch.src.size(1)},
       {"tgt_len", batch.tgt_in.size(1)},
-      {"sgemm_gflops", sgemm},
+      {"sgemm_gflops", sgemm.best()},
+      {"sgemm_blas_gflops", sgemm.blas},
+      {"sgemm_onednn_gflops", sgemm.onednn},
       {"qkv",
        {{"tokens_per_s", ours.tokens_per_s}, {"ms_per_step", ours.ms_per_step}, {"gflops", ours.gflops}}}};
   if (peer) {
