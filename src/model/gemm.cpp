@@ -1,4 +1,4 @@
-// Linear layers through oneDNN's sgemm: see linear.h.
+// Matrix products through oneDNN's sgemm (linear layers, attention tiles): see gemm.h.
 //
 // Dimensions: N = rows, I = in features, O = out features.
 #include "model/gemm.h"
