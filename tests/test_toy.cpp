@@ -21,7 +21,9 @@
 #include "data/toy_lexicon.h"
 #include "data/utf8.h"
 #include "error.h"
+#include "support.h"
 #include "train/bleu.h"
+#include "train/dataset.h"
 
 namespace qkv {
 namespace {
@@ -29,15 +31,7 @@ namespace {
 namespace fs = std::filesystem;
 using toy::ToyPair;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / fmt::format("qkv_test_toy_{}_{}", ::getpid(), counter++);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using qkv::test::TempDir;
 
 std::string file_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -299,6 +293,26 @@ TEST(Synthetic, WriteGeneratedCorpusFollowsTheConfig) {
   EXPECT_TRUE(fs::exists(dir.path / "toy" / "dev.in"));
   data.task = DataTask::Files;
   EXPECT_THROW(write_generated_corpus(data), ConfigError);
+}
+
+TEST(Synthetic, EnsureCorpusRegeneratesWhatAnOlderGeneratorWrote) {
+  TempDir dir;
+  DataConfig data;
+  data.dir = (dir.path / "toy").string();
+  data.train_size = 20;
+  data.dev_size = 5;
+  data.test_size = 5;
+  std::ostringstream log;
+  EXPECT_TRUE(ensure_corpus(data, log));
+  EXPECT_FALSE(ensure_corpus(data, log));  // cached
+  // A stamp from before generator versions (session-1 qkv): the corpus is made again.
+  const fs::path stamp = dir.path / "toy" / ".qkv-generated.json";
+  auto old = nlohmann::json::parse(std::ifstream(stamp));
+  ASSERT_TRUE(old.contains("generator"));
+  old.erase("generator");
+  std::ofstream(stamp) << old.dump();
+  EXPECT_TRUE(ensure_corpus(data, log));
+  EXPECT_FALSE(ensure_corpus(data, log));
 }
 
 }  // namespace

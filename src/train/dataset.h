@@ -3,8 +3,8 @@
 // SentencePiece model), and each split as encoded examples plus its raw text for BLEU and samples.
 //
 // Built-in tasks (data.task = toy, copy, reverse) are generated into data.dir on first use; a stamp
-// file there (.qkv-generated.json) records the task, sizes and seed, so a config that asks for
-// different data regenerates it and an unchanged one reuses it.
+// file there (.qkv-generated.json) records the generator version, task, sizes and seed, so a config that asks
+// for different data regenerates it and an unchanged one reuses it.
 #pragma once
 
 #include <cstdint>
