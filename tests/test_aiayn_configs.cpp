@@ -16,8 +16,8 @@
 
 #include <gtest/gtest.h>
 
+#include "config/load.h"
 #include "model/transformer.h"
-#include "train/config.h"
 
 namespace qkv {
 namespace {

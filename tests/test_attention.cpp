@@ -1,4 +1,4 @@
-// Scaled dot-product attention (src/model/attention.h): values and contracts of every
+// Scaled dot-product attention (src/ops/attention.h): values and contracts of every
 // implementation. Gradients are in test_attention_grad.cpp.
 //
 // Dimensions: B = batch, H = heads, Tq, Tk = query and key lengths, Dk, Dv = widths.
@@ -8,8 +8,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "model/attention.h"
-#include "model/attention_dropout.h"
+#include "base/enums.h"
+#include "ops/attention.h"
+#include "ops/attention_dropout.h"
 #include "support.h"
 
 namespace qkv {
@@ -17,9 +18,14 @@ namespace {
 
 using test::expect_close;
 
+// The implementations by name, so that failures name them.
+const std::vector<std::string>& attention_impls() {
+  return enum_names<AttentionKind>();
+}
+
 AttentionOptions with_impl(const std::string& impl) {
   AttentionOptions options;
-  options.impl = impl;
+  EXPECT_TRUE(parse_enum(impl, options.impl)) << impl;
   return options;
 }
 
@@ -70,8 +76,8 @@ QKV_DEVICE_TEST(Attention, ImplementationsAgreeWithReference) {
     options.causal = causal;
     options.key_padding_mask = mask;
     const auto expected = attention(q, k, v, options);
-    for (const auto& impl : {"standard", "memory_efficient"}) {
-      options.impl = impl;
+    for (const std::string impl : {"standard", "memory_efficient"}) {
+      ASSERT_TRUE(parse_enum(impl, options.impl));
       // 1e-12: the same float64 sums in a different order.
       EXPECT_TRUE(expect_close(attention(q, k, v, options), expected, 1e-12, 0, impl));
     }
@@ -150,7 +156,14 @@ TEST(Attention, WrongInputsAreRefusedReadably) {
   expect_error([&] { attention(q, k, v.slice(2, 0, 4)); }, "expected q [B, H, Tq, Dk]");
   expect_error([&] { attention(q, k, v.to(torch::kDouble)); }, "must share one dtype");
   expect_error([&] { attention(q.to(torch::kInt), k, v); }, "float32 or float64");
-  expect_error([&] { attention(q, k, v, with_impl("flash")); }, "unknown impl \"flash\"");
+  // The operator's schema takes the implementation as a string: a wrong one is refused there.
+  const auto op = c10::Dispatcher::singleton()
+                      .findSchemaOrThrow("qkv::attention", "")
+                      .typed<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                                           const c10::optional<torch::Tensor>&, bool, c10::optional<double>,
+                                           double, c10::string_view)>();
+  expect_error([&] { op.call(q, k, v, c10::nullopt, false, c10::nullopt, 0.0, "flash"); },
+               "unknown impl \"flash\"");
   AttentionOptions options;
   options.key_padding_mask = torch::zeros({1, 4}, torch::kBool);
   expect_error([&] { attention(q, k, v, options); }, "key_padding_mask must be [B, Tk] = [1, 5]");

@@ -1,4 +1,4 @@
-// Gradients of scaled dot-product attention (src/model/attention.h), two ways:
+// Gradients of scaled dot-product attention (src/ops/attention.h), two ways:
 //   1. finite differences in float64 (support.h's gradcheck) for every implementation and every
 //      mask situation: padding, causal, Tq ≠ Tk, Dk ≠ Dv, T = 1, a fully masked row, dropout;
 //   2. agreement of standard and memory_efficient with the reference (composite ops under
@@ -9,7 +9,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "model/attention.h"
+#include "base/enums.h"
+#include "ops/attention.h"
 #include "support.h"
 
 namespace qkv {
@@ -57,7 +58,7 @@ void PrintTo(const Case& c, std::ostream* os) {
 torch::Tensor run(const Case& c, const std::string& impl, const torch::Tensor& q, const torch::Tensor& k,
                   const torch::Tensor& v) {
   AttentionOptions options;
-  options.impl = impl;
+  EXPECT_TRUE(parse_enum(impl, options.impl)) << impl;
   options.causal = c.causal;
   options.scale = c.scale;
   options.dropout_p = c.dropout_p;
@@ -111,7 +112,7 @@ TEST_P(AttentionGradcheck, MatchesFiniteDifferences) {
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryImplementation, AttentionGradcheck,
-                         ::testing::Combine(::testing::ValuesIn(attention_impls()),
+                         ::testing::Combine(::testing::ValuesIn(enum_names<AttentionKind>()),
                                             ::testing::ValuesIn(gradcheck_cases())),
                          [](const auto& info) {
                            return std::get<0>(info.param) + "_" + std::get<1>(info.param).name;

@@ -8,9 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include "base/error.h"
+#include "base/special_tokens.h"
 #include "data/batching.h"
-#include "data/special_tokens.h"
-#include "error.h"
 
 namespace qkv {
 namespace {
@@ -134,8 +134,8 @@ TEST(Batching, RestoreRejectsImpossiblePositions) {
 
 TEST(Batching, ExampleLongerThanMaxTokensIsRefused) {
   std::vector<Example> examples = random_examples(10, 5, 11);
-  examples[3].tgt.assign(60, 7);  // 61 target tokens with </s>
-  EXPECT_THROW(BatchIterator(examples, 60, 1), ConfigError);
+  examples[3].tgt.assign(60, 7);                                        // 61 target tokens with </s>
+  EXPECT_THROW(BatchIterator(examples, 60, 1), std::invalid_argument);  // validate() keeps configs away
   EXPECT_NO_THROW(BatchIterator(examples, 61, 1));
 }
 

@@ -11,16 +11,16 @@
 
 #include <gtest/gtest.h>
 
+#include "base/error.h"
+#include "base/special_tokens.h"
 #include "data/binarize.h"
 #include "data/binarized.h"
 #include "data/codec.h"
-#include "data/special_tokens.h"
+#include "data/dataset.h"
 #include "data/text_clean.h"
 #include "data/utf8.h"
-#include "error.h"
 #include "support.h"
 #include "support_data.h"
-#include "train/dataset.h"
 
 namespace fs = std::filesystem;
 using namespace qkv;

@@ -6,7 +6,7 @@
 
 #include <gtest/gtest.h>
 
-#include "train/bleu.h"
+#include "eval/bleu.h"
 
 namespace qkv {
 namespace {

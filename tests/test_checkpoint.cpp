@@ -1,4 +1,4 @@
-// Checkpoints (src/train/checkpoint.h, average.h): round trip of model, optimizer, generator states
+// Checkpoints (src/checkpoint/checkpoint.h, meta.h, average.h): round trip of model, optimizer, generator states
 // and metadata; atomic saves under a simulated failure; truncated and corrupt files refused with a
 // CheckpointError; file rotation and the best link; parameter averaging.
 #include <filesystem>
@@ -7,9 +7,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "error.h"
-#include "train/average.h"
-#include "train/checkpoint.h"
+#include "base/error.h"
+#include "checkpoint/average.h"
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/meta.h"
 
 namespace qkv {
 namespace {
@@ -69,7 +70,7 @@ TEST_F(CheckpointTest, RoundTripsModelOptimizerRngAndMeta) {
   TinyNet restored;
   torch::optim::Adam restored_adam(restored->parameters(), torch::optim::AdamOptions(1e-2));
   LoadedCheckpoint checkpoint(path("a.pt"));
-  EXPECT_EQ(checkpoint.meta(), meta);
+  EXPECT_EQ(checkpoint.meta_json(), meta);
   ASSERT_TRUE(checkpoint.has_optimizer());
   checkpoint.load_model(*restored);
   checkpoint.load_optimizer(restored_adam);
@@ -94,7 +95,7 @@ TEST_F(CheckpointTest, FailedSaveLeavesThePreviousFileLoadable) {
                                      }),
                std::runtime_error);
   LoadedCheckpoint checkpoint(path("ckpt.pt"));
-  EXPECT_EQ(checkpoint.meta()["step"], 1);
+  EXPECT_EQ(checkpoint.meta_json()["step"], 1);
   // No temporary file is left behind.
   int files = 0;
   for (const auto& entry : fs::directory_iterator(dir_)) {
@@ -158,27 +159,99 @@ TEST_F(CheckpointTest, FilesAreListedPrunedAndBestSurvivesPruning) {
   ASSERT_EQ(files.size(), 2u);
   EXPECT_EQ(files[0].first, 300);
   LoadedCheckpoint best(CheckpointFiles::best_path(dir_.string()));
-  EXPECT_EQ(best.meta()["step"], 100);
+  EXPECT_EQ(best.meta_json()["step"], 100);
 }
 
 TEST_F(CheckpointTest, AveragingTakesTheMeanOfParameters) {
   torch::manual_seed(5);
   TinyNet a, b, c;
-  nlohmann::json meta = {{"config", {{"model", {{"d_model", 8}}}}}};
-  save_checkpoint(path("a.pt"), *a, nullptr, meta);
-  save_checkpoint(path("b.pt"), *b, nullptr, meta);
-  save_checkpoint(path("c.pt"), *c, nullptr, meta);
+  CheckpointMeta meta;
+  meta.config.model.d_model = 8;
+  save_checkpoint(path("a.pt"), *a, nullptr, meta.to_json());
+  save_checkpoint(path("b.pt"), *b, nullptr, meta.to_json());
+  save_checkpoint(path("c.pt"), *c, nullptr, meta.to_json());
   TinyNet average;
-  auto out = average_checkpoints(*average, {path("a.pt"), path("b.pt"), path("c.pt")});
-  EXPECT_EQ(out["averaged_from"].size(), 3u);
+  const CheckpointMeta out = average_checkpoints(*average, {path("a.pt"), path("b.pt"), path("c.pt")});
+  EXPECT_EQ(out.averaged_from.size(), 3u);
   auto pa = a->named_parameters(), pb = b->named_parameters(), pc = c->named_parameters();
   for (const auto& p : average->named_parameters()) {
     auto expected = (pa[p.key()] + pb[p.key()] + pc[p.key()]) / 3;
     EXPECT_TRUE(torch::allclose(p.value(), expected, 0, 1e-6)) << p.key();
   }
-  nlohmann::json other = {{"config", {{"model", {{"d_model", 16}}}}}};
-  save_checkpoint(path("other.pt"), *c, nullptr, other);
+  CheckpointMeta other = meta;
+  other.config.model.d_model = 16;
+  save_checkpoint(path("other.pt"), *c, nullptr, other.to_json());
   EXPECT_THROW(average_checkpoints(*average, {path("a.pt"), path("other.pt")}), CheckpointError);
+}
+
+// The typed record (checkpoint/meta.h): a round trip keeps every field, and what a reader cannot
+// trust is refused with one line that names the checkpoint.
+TEST(CheckpointMeta, RoundTripsEveryField) {
+  CheckpointMeta meta;
+  meta.config.model.d_model = 64;
+  meta.step = 1200;
+  meta.data_position = {3, 17};
+  meta.codecs = {{"kind", "word"}, {"shared", true}, {"src", {"<pad>", "<s>", "</s>", "<unk>", "a"}}};
+  meta.best = BestScore{1000, 31.5, 1.25};
+  meta.evals_without_improvement = 2;
+  meta.elapsed_s = 12.5;
+  meta.flops = 3e12;
+  const CheckpointMeta back = CheckpointMeta::from_json(meta.to_json(), "x.pt");
+  EXPECT_EQ(back.to_json(), meta.to_json());
+  EXPECT_EQ(back.config.model.d_model, 64);
+  EXPECT_EQ(back.data_position, (BatchPosition{3, 17}));
+  ASSERT_TRUE(back.best.has_value());
+  EXPECT_EQ(back.best->step, 1000);
+  EXPECT_EQ(back.make_codecs("x.pt").src->size(), 5);
+}
+
+std::string meta_error(const nlohmann::json& record) {
+  try {
+    const CheckpointMeta meta = CheckpointMeta::from_json(record, "runs/x/step-5.pt");
+    meta.make_codecs("runs/x/step-5.pt");
+  } catch (const CheckpointError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(CheckpointMeta, NewerOrForeignRecordsAreRefused) {
+  nlohmann::json record = CheckpointMeta{}.to_json();
+  record["codecs"] = {{"kind", "word"}, {"shared", true}, {"src", {"<pad>", "<s>", "</s>", "<unk>"}}};
+  EXPECT_EQ(meta_error(record), "");
+  record["version"] = CheckpointMeta::kVersion + 1;
+  EXPECT_NE(meta_error(record).find("runs/x/step-5.pt: checkpoint format version 2"), std::string::npos)
+      << meta_error(record);
+  record["version"] = CheckpointMeta::kVersion;
+  record["format"] = "something-else";
+  EXPECT_NE(meta_error(record).find("runs/x/step-5.pt: not a qkv checkpoint"), std::string::npos);
+  record["format"] = "qkv-checkpoint";
+  record.erase("step");
+  EXPECT_NE(meta_error(record).find("runs/x/step-5.pt: unusable checkpoint record"), std::string::npos);
+}
+
+TEST(CheckpointMeta, CraftedConfigsAndVocabulariesAreRefusedNamingTheFile) {
+  const nlohmann::json good = [] {
+    CheckpointMeta meta;
+    meta.codecs = {{"kind", "word"}, {"shared", true}, {"src", {"<pad>", "<s>", "</s>", "<unk>"}}};
+    return meta.to_json();
+  }();
+  const std::vector<std::pair<std::function<void(nlohmann::json&)>, std::string>> cases = {
+      {[](nlohmann::json& j) { j["config"]["model"]["heads"] = 7; }, "model.heads (7) must divide"},
+      {[](nlohmann::json& j) { j["config"]["decode"]["nbest"] = 9; }, "decode.nbest (9) must be <="},
+      {[](nlohmann::json& j) { j["codecs"]["kind"] = "bytes"; }, "unknown vocabulary kind \"bytes\""},
+      {[](nlohmann::json& j) {
+         j["codecs"]["src"] = {"<pad>", "<s>"};
+       },
+       "the vocabulary is invalid"},
+  };
+  for (const auto& [craft, fragment] : cases) {
+    nlohmann::json record = good;
+    craft(record);
+    const std::string error = meta_error(record);
+    EXPECT_EQ(error.rfind("runs/x/step-5.pt", 0), 0u) << error;
+    EXPECT_NE(error.find(fragment), std::string::npos) << error;
+  }
 }
 
 }  // namespace

@@ -6,8 +6,8 @@
 
 #include <gtest/gtest.h>
 
-#include "error.h"
-#include "train/config.h"
+#include "base/error.h"
+#include "config/load.h"
 
 namespace qkv {
 namespace {
@@ -201,6 +201,16 @@ TEST(ConfigValidate, RefusesImpossibleShapes) {
   nbest.decode.nbest = 5;
   EXPECT_NE(config_error([&] { validate(nbest); }).find("decode.nbest (5) must be <= decode.beam (4)"),
             std::string::npos);
+
+  Config small_batches;  // the longest sentence the model reads must fit a batch
+  small_batches.train.max_tokens = 255;
+  EXPECT_NE(config_error([&] {
+              validate(small_batches);
+            }).find("train.max_tokens (255) must be at least model.max_len (256)"),
+            std::string::npos);
+  small_batches.model.max_len = 255;
+  small_batches.data.max_len = 250;
+  EXPECT_NO_THROW(validate(small_batches));
 }
 
 TEST(EnumNames, RoundTrip) {

@@ -8,9 +8,9 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "base/error.h"
 #include "data/corpus.h"
 #include "data/utf8.h"
-#include "error.h"
 #include "support.h"
 
 namespace qkv {

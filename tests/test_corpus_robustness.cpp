@@ -6,12 +6,12 @@
 
 #include <gtest/gtest.h>
 
+#include "base/error.h"
 #include "data/binarize.h"
 #include "data/binarized.h"
 #include "data/codec.h"
 #include "data/text_clean.h"
 #include "data/utf8.h"
-#include "error.h"
 #include "support.h"
 #include "support_data.h"
 

@@ -10,8 +10,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "data/special_tokens.h"
-#include "error.h"
+#include "base/error.h"
+#include "base/special_tokens.h"
 #include "model/decoding.h"
 #include "support.h"
 
@@ -209,7 +209,7 @@ TEST(Decoding, RunsInEvaluationModeAndRestoresTheMode) {
   auto second = beam_search(model, src, options);  // no dropout: deterministic
   for (size_t b = 0; b < first.size(); ++b) EXPECT_EQ(first[b][0].tokens, second[b][0].tokens);
   options.nbest = 5;
-  EXPECT_THROW(beam_search(model, src, options), ConfigError);  // nbest > beam
+  EXPECT_THROW(beam_search(model, src, options), c10::Error);  // nbest > beam
 }
 
 }  // namespace

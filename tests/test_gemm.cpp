@@ -1,4 +1,4 @@
-// qkv::gemm_linear and qkv::sgemm (src/model/gemm.h) against torch::linear / torch::mm: values and
+// qkv::gemm_linear and qkv::sgemm (src/ops/gemm.h) against torch::linear / torch::mm: values and
 // gradients with a random upstream gradient, with and without bias, for 2-D and 3-D inputs, and the
 // fallback for other dtypes; qkv::batched_gemm on strided tiles against torch::bmm.
 #include <limits>
@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "model/gemm.h"
+#include "ops/gemm.h"
 
 namespace qkv {
 namespace {

@@ -12,7 +12,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "error.h"
+#include "base/enums.h"
+#include "base/error.h"
+#include "config/load.h"
 #include "model/transformer.h"
 
 namespace qkv {
@@ -142,10 +144,13 @@ TEST(Params, BuiltBaseModelHasThePaperCount) {
   EXPECT_EQ(built(base(), kV, kV), 63082496);
 }
 
-TEST(Params, ImpossibleShapesNameTheKey) {
-  auto message = [](const ModelConfig& m, int64_t vs, int64_t vt) {
+// Impossible shapes: validate() names the config key; the model's parts refuse their arguments.
+TEST(Params, ImpossibleShapesAreRefused) {
+  auto config_message = [](const ModelConfig& m) {
+    Config config;
+    config.model = m;
     try {
-      count_parameters(m, vs, vt);
+      validate(config);
     } catch (const ConfigError& e) {
       return std::string(e.what());
     }
@@ -153,17 +158,18 @@ TEST(Params, ImpossibleShapesNameTheKey) {
   };
   ModelConfig m = base();
   m.heads = 7;
-  EXPECT_NE(message(m, kV, kV).find("model.heads"), std::string::npos) << message(m, kV, kV);
+  EXPECT_NE(config_message(m).find("model.heads"), std::string::npos) << config_message(m);
+  EXPECT_THROW(Transformer(m, kV, kV), c10::Error);
   m.d_k = m.d_v = 64;  // 7 heads of width 64 are fine once the widths are given
+  EXPECT_EQ(config_message(m), "no error");
   EXPECT_NO_THROW(count_parameters(m, kV, kV));
   m = base();
-  EXPECT_NE(message(m, 100, 120).find("model.share_embeddings"), std::string::npos);
+  EXPECT_THROW(count_parameters(m, 100, 120), c10::Error);  // tied embeddings need one vocabulary size
   m.d_ff = 0;
-  EXPECT_NE(message(m, kV, kV).find("model.d_ff"), std::string::npos);
+  EXPECT_NE(config_message(m).find("model.d_ff"), std::string::npos);
   m = base();
   m.dropout = 1.0;
-  EXPECT_NE(message(m, kV, kV).find("model.dropout"), std::string::npos);
-  EXPECT_THROW(Transformer(m, kV, kV), ConfigError);
+  EXPECT_NE(config_message(m).find("model.dropout"), std::string::npos);
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// Table 3 at toy scale (src/train/reproduce.h): the scaling rule keeps every row's ratios to base
+// Table 3 at toy scale (src/reproduce/reproduce.h): the scaling rule keeps every row's ratios to base
 // and compresses the paper's learning-rate curve in time; the budget rule is monotone and whole-table;
 // the table writers follow the paper's layout; the runner does not retrain a finished row; and the
 // attention maps drawn from its checkpoint are distributions, causal in the decoder.
@@ -11,9 +11,9 @@
 
 #include <gtest/gtest.h>
 
-#include "error.h"
-#include "train/attention_map.h"
-#include "train/reproduce.h"
+#include "base/error.h"
+#include "eval/attention_map.h"
+#include "reproduce/reproduce.h"
 #include "train/schedule.h"
 
 namespace qkv {

@@ -13,13 +13,13 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "base/error.h"
+#include "base/special_tokens.h"
+#include "config/load.h"
 #include "data/binarized.h"
 #include "data/codec.h"
 #include "data/sentencepiece.h"
-#include "data/special_tokens.h"
-#include "error.h"
 #include "support.h"
-#include "train/config.h"
 
 namespace fs = std::filesystem;
 using namespace qkv;
@@ -193,9 +193,15 @@ TEST(SentencePieceErrors, MissingOrCorruptModelsAreRefused) {
   EXPECT_THROW(SentencePiece((dir.path / "none.model").string()), DataError);
   write_lines(dir.path / "junk.model", {"this is not a model"});
   EXPECT_THROW(SentencePiece((dir.path / "junk.model").string()), DataError);
-  DataConfig data;
-  data.tokenizer = Tokenizer::SentencePiece;
-  EXPECT_THROW(make_sentencepiece_codecs(data), ConfigError);
+  Config config;
+  config.data.tokenizer = Tokenizer::SentencePiece;
+  EXPECT_THROW(make_sentencepiece_codecs(config.data), std::invalid_argument);
+  try {  // a config never gets that far: validate() names the keys
+    validate(config);
+    ADD_FAILURE() << "a sentencepiece config without a model was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("data.spm_model is empty"), std::string::npos) << e.what();
+  }
 }
 
 TEST(SentencePieceErrors, TheShimIsFoundNextToTheProgramOrInTheBuild) {

@@ -5,7 +5,7 @@
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
-#include "train/threads.h"
+#include "runtime/threads.h"
 
 namespace qkv {
 namespace {

@@ -8,15 +8,15 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "base/special_tokens.h"
+#include "checkpoint/checkpoint.h"
 #include "data/batching.h"
-#include "data/special_tokens.h"
-#include "train/checkpoint.h"
+#include "eval/translate.h"
 #include "train/flops.h"
 #include "train/loss.h"
 #include "train/run_setup.h"
 #include "train/train_step.h"
 #include "train/trainer.h"
-#include "train/translate.h"
 
 namespace qkv {
 namespace {
@@ -254,7 +254,7 @@ TEST_F(TrainerTest, SigintSavesACheckpointAndStops) {
   EXPECT_GT(summary.step, 0);
   EXPECT_LT(summary.step, 100000);
   LoadedCheckpoint saved(CheckpointFiles::step_path((dir_ / "run" / "checkpoints").string(), summary.step));
-  EXPECT_EQ(saved.meta().at("step"), summary.step);
+  EXPECT_EQ(CheckpointMeta::read(saved).step, summary.step);
 }
 
 TEST_F(TrainerTest, CopyTaskReachesNinetyFivePercentTokenAccuracy) {

@@ -8,7 +8,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "data/special_tokens.h"
+#include "base/enums.h"
+#include "base/special_tokens.h"
 #include "model/transformer.h"
 #include "support.h"
 

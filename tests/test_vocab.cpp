@@ -8,9 +8,9 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include "data/special_tokens.h"
+#include "base/error.h"
+#include "base/special_tokens.h"
 #include "data/vocab.h"
-#include "error.h"
 #include "support.h"
 
 namespace qkv {

@@ -16,11 +16,11 @@
 
 #include <fmt/format.h>
 
+#include "base/error.h"
 #include "cli.h"
-#include "error.h"
-#include "train/attention_map.h"
-#include "train/plot_script.h"
-#include "train/translate.h"
+#include "eval/attention_map.h"
+#include "eval/translate.h"
+#include "reproduce/plot_script.h"
 
 namespace qkv::cli {
 namespace {

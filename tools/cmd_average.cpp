@@ -9,11 +9,11 @@
 
 #include <fmt/format.h>
 
+#include "base/error.h"
+#include "checkpoint/average.h"
+#include "checkpoint/checkpoint.h"
 #include "cli.h"
-#include "error.h"
-#include "train/average.h"
-#include "train/checkpoint.h"
-#include "train/translate.h"
+#include "eval/translate.h"
 
 namespace qkv::cli {
 namespace {
@@ -44,8 +44,8 @@ std::vector<std::string> checkpoints_to_average(const AverageArgs& args) {
 void run_average(const AverageArgs& args) {
   const auto paths = checkpoints_to_average(args);
   InferenceModel first = load_inference_model(paths.front(), torch::kCPU);
-  nlohmann::json meta = average_checkpoints(*first.model, paths);
-  save_checkpoint(args.out, *first.model, nullptr, meta);
+  const CheckpointMeta meta = average_checkpoints(*first.model, paths);
+  save_checkpoint(args.out, *first.model, nullptr, meta.to_json());
   fmt::print("[ckpt] averaged {} checkpoints into {}:\n", paths.size(), args.out);
   for (const auto& path : paths) fmt::print("  {}\n", path);
 }

@@ -1,7 +1,7 @@
 // `qkv bench`: micro-benchmarks. This file creates the `bench` family and its `bench attention`
 // subcommand; other families add theirs (bench train, bench decode) to app.get_subcommand("bench").
 //
-// bench attention times each attention implementation (attention.h) forward and forward+backward
+// bench attention times each attention implementation (ops/attention.h) forward and forward+backward
 // for B = 8, H = 8, Dk = Dv = 64 and T = 128..1024 by default: the median of interleaved
 // repetitions (impl A, B, C, A, B, C, ...) so that a slow spell of the machine hits all of them
 // alike. It also measures the machine's sgemm rate in the same run, and the bytes each
@@ -22,11 +22,12 @@
 #include <torch/version.h>
 #include <nlohmann/json.hpp>
 
+#include "base/error.h"
 #include "cli.h"
-#include "error.h"
-#include "model/attention.h"
+#include "config/load.h"
+#include "ops/attention.h"
+#include "runtime/threads.h"
 #include "sgemm_rate.h"
-#include "train/threads.h"
 
 namespace qkv {
 namespace {
@@ -107,7 +108,7 @@ struct BenchOptions {
   int repetitions = 5;
   bool causal = false;
   double dropout = 0.0;
-  std::vector<std::string> impls = attention_impls();
+  std::vector<std::string> impls = enum_names<AttentionKind>();
   bool json = false;
 };
 
@@ -143,7 +144,7 @@ std::vector<Row> bench_length(const BenchOptions& o, int64_t t) {
   for (int r = -1; r < o.repetitions; ++r) {  // r = -1: warm-up, and the saved-bytes count
     for (size_t i = 0; i < o.impls.size(); ++i) {
       AttentionOptions a;
-      a.impl = o.impls[i];
+      a.impl = enum_from_string<AttentionKind>(o.impls[i], "bench attention: --impl");
       a.causal = o.causal;
       a.dropout_p = o.dropout;
       auto [f, fb] = time_once(x, upstream, a, r < 0 ? &rows[i].saved_bytes : nullptr);
@@ -182,12 +183,7 @@ void print_table(const std::vector<Row>& rows, const SgemmRates& rates) {
 }
 
 void bench_attention(const BenchOptions& o) {
-  for (const auto& impl : o.impls) {
-    if (std::find(attention_impls().begin(), attention_impls().end(), impl) == attention_impls().end()) {
-      throw ConfigError(fmt::format("bench attention: unknown --impl \"{}\" (expected one of {})", impl,
-                                    fmt::join(attention_impls(), ", ")));
-    }
-  }
+  for (const auto& impl : o.impls) enum_from_string<AttentionKind>(impl, "bench attention: --impl");
   counting_allocator();  // before any tensor of the benchmark exists
   torch::manual_seed(0);
   if (!o.json) {

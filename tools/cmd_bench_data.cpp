@@ -35,7 +35,7 @@
 #include "data/binarize.h"
 #include "data/binarized.h"
 #include "data/codec.h"
-#include "train/dataset.h"
+#include "data/dataset.h"
 
 namespace qkv::cli {
 namespace {

@@ -14,11 +14,11 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "base/error.h"
+#include "base/special_tokens.h"
 #include "cli.h"
-#include "data/special_tokens.h"
-#include "error.h"
 #include "model/decoding.h"
-#include "train/threads.h"
+#include "runtime/threads.h"
 
 namespace qkv {
 namespace {

@@ -22,14 +22,14 @@
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
+#include "base/error.h"
 #include "cli.h"
+#include "config/load.h"
 #include "data/batching.h"
-#include "error.h"
+#include "data/dataset.h"
+#include "runtime/threads.h"
 #include "sgemm_rate.h"
-#include "train/config.h"
-#include "train/dataset.h"
 #include "train/flops.h"
-#include "train/threads.h"
 #include "train/train_step.h"
 
 namespace qkv::cli {

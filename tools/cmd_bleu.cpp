@@ -6,10 +6,10 @@
 
 #include <fmt/format.h>
 
+#include "base/error.h"
 #include "cli.h"
 #include "data/corpus.h"
-#include "error.h"
-#include "train/bleu.h"
+#include "eval/bleu.h"
 
 namespace {
 

@@ -57,13 +57,12 @@ struct ToyArgs {
 
 void run_toy(const ToyArgs& args) {
   const qkv::ToyCorpus corpus = qkv::generate_toy_corpus(args.options);
-  qkv::DataConfig layout;
-  layout.dir = args.out;
+  const qkv::CorpusLayout layout{args.out};
   const std::pair<const char*, const std::vector<qkv::toy::ToyPair>*> splits[] = {
       {"train", &corpus.train}, {"dev", &corpus.dev}, {"test", &corpus.test}};
   for (const auto& [prefix, pairs] : splits) {
     const qkv::SplitText text = qkv::to_text(*pairs);
-    qkv::write_split(qkv::split_paths(layout, prefix), text);
+    qkv::write_split(layout.split(prefix), text);
     std::cout << fmt::format("[data] {}/{}.src|tgt: {} pairs; src {}; tgt {}\n", args.out, prefix,
                              pairs->size(), describe_side(text.src), describe_side(text.tgt));
   }
@@ -123,9 +122,7 @@ void add_sequence_task(CLI::App& data, const std::string& name, qkv::SequenceTas
       ->check(at_least(1))
       ->capture_default_str();
   cmd->callback([args, task, name] {
-    qkv::DataConfig layout;
-    layout.dir = args->out;
-    qkv::write_sequence_corpus(task, layout, args->options);
+    qkv::write_sequence_corpus(task, qkv::CorpusLayout{args->out}, args->options);
     std::cout << fmt::format("[data] {}: {} task, {}/{}/{} pairs of {}..{} symbols from {}\n", args->out,
                              name, args->options.train, args->options.dev, args->options.test,
                              args->options.min_len, args->options.max_len, args->options.symbols);

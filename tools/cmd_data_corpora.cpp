@@ -18,12 +18,13 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "base/error.h"
 #include "cli.h"
+#include "config/load.h"
 #include "data/binarize.h"
 #include "data/binarized.h"
+#include "data/dataset.h"
 #include "data/sentencepiece.h"
-#include "error.h"
-#include "train/dataset.h"
 
 namespace qkv::cli {
 namespace {

@@ -8,10 +8,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "base/error.h"
 #include "cli.h"
-#include "error.h"
+#include "config/load.h"
 #include "model/transformer.h"
-#include "train/config.h"
 
 namespace {
 

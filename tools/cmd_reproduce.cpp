@@ -1,5 +1,5 @@
 // qkv reproduce table3: Table 3 of Vaswani et al. 2017 ("Variations on the Transformer
-// architecture"), every row scaled down to the toy task (src/train/reproduce.h has the rule).
+// architecture"), every row scaled down to the toy task (src/reproduce/reproduce.h has the rule).
 //
 //   qkv reproduce table3 --out runs/table3                       # the whole table, about an hour
 //   qkv reproduce table3 --out runs/table3 --rows base,A1,A4     # some rows (same steps as in the table)
@@ -13,9 +13,9 @@
 
 #include <fmt/format.h>
 
+#include "base/error.h"
 #include "cli.h"
-#include "error.h"
-#include "train/reproduce.h"
+#include "reproduce/reproduce.h"
 
 namespace qkv::cli {
 namespace {

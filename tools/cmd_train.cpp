@@ -10,9 +10,10 @@
 
 #include <fmt/format.h>
 
+#include "base/error.h"
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/meta.h"
 #include "cli.h"
-#include "error.h"
-#include "train/checkpoint.h"
 #include "train/run_setup.h"
 #include "train/trainer.h"
 
@@ -31,13 +32,10 @@ struct TrainArgs {
 
 Config resumed_config(const TrainArgs& args, const RunPaths& paths) {
   const auto path = latest_checkpoint(paths);
-  const LoadedCheckpoint checkpoint(*path);
-  if (!checkpoint.meta().contains("config"))
-    throw CheckpointError(fmt::format("{}: metadata holds no config", *path));
-  const Config saved = config_from_json(checkpoint.meta()["config"], *path + " (saved config)");
+  const CheckpointMeta saved = CheckpointMeta::read(LoadedCheckpoint(*path));
   std::optional<std::string> file;
   if (!args.config.empty()) file = args.config;
-  return resolve_resumed_config(saved, file, args.sets);
+  return resolve_resumed_config(saved.config, file, args.sets);
 }
 
 void run_train(const TrainArgs& args) {

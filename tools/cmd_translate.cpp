@@ -1,4 +1,4 @@
-// qkv translate and qkv evaluate: use a trained checkpoint (src/train/translate.h, evaluate.h).
+// qkv translate and qkv evaluate: use a trained checkpoint (src/eval/translate.h, evaluate.h).
 //
 //   qkv translate --checkpoint runs/toy/checkpoints/best.pt < input.txt > output.txt
 //   qkv translate --checkpoint C --beam 1 --input F --output G
@@ -15,13 +15,13 @@
 
 #include <fmt/format.h>
 
+#include "base/error.h"
 #include "cli.h"
 #include "data/corpus.h"
-#include "error.h"
-#include "train/dataset.h"
-#include "train/evaluate.h"
+#include "data/dataset.h"
+#include "eval/evaluate.h"
+#include "eval/translate.h"
 #include "train/metrics.h"
-#include "train/translate.h"
 
 namespace qkv::cli {
 namespace {

@@ -8,9 +8,9 @@
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 
+#include "base/error.h"
 #include "cli.h"
-#include "error.h"
-#include "train/threads.h"
+#include "runtime/threads.h"
 
 namespace qkv::cli {
 std::vector<Command>& registry() {
@@ -24,13 +24,13 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
   int threads = 0;
-  app.add_option("--threads", threads, "Cores to use, for ATen and BLAS together (0 = every core this process may run on)")
+  app.add_option("--threads", threads,
+                 "Cores to use, for ATen and BLAS together (0 = every core this process may run on)")
       ->check(CLI::NonNegativeNumber);
   app.parse_complete_callback([&] { qkv::configure_threads(threads); });
 
   auto& commands = qkv::cli::registry();
-  std::sort(commands.begin(), commands.end(),
-            [](const auto& a, const auto& b) { return a.order < b.order; });
+  std::sort(commands.begin(), commands.end(), [](const auto& a, const auto& b) { return a.order < b.order; });
   for (auto& command : commands) command.setup(app);
 
   try {

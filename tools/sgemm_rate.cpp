@@ -9,7 +9,7 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
-#include "model/gemm.h"
+#include "ops/gemm.h"
 
 namespace qkv {
 namespace {

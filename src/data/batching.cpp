@@ -8,8 +8,8 @@
 
 #include <fmt/format.h>
 
-#include "data/special_tokens.h"
-#include "error.h"
+#include "base/error.h"
+#include "base/special_tokens.h"
 
 namespace qkv {
 
@@ -73,7 +73,8 @@ std::vector<int64_t> sorted_by_length(const std::vector<int32_t>& src, const std
 }
 
 // Cuts `order` (pair indices, already in the order wanted) greedily into consecutive batches whose
-// padded size is at most max_tokens on each side. Throws ConfigError when one pair alone is over.
+// padded size is at most max_tokens on each side. Throws std::invalid_argument when one pair alone is
+// over.
 std::vector<std::vector<int64_t>> pack_batches(const std::vector<int32_t>& src,
                                                const std::vector<int32_t>& tgt,
                                                const std::vector<int64_t>& order, int64_t max_tokens) {
@@ -83,10 +84,10 @@ std::vector<std::vector<int64_t>> pack_batches(const std::vector<int32_t>& src,
   for (const int64_t i : order) {
     const int64_t src_len = src[static_cast<size_t>(i)], tgt_len = tgt[static_cast<size_t>(i)];
     if (padded_tokens(1, std::max(src_len, tgt_len)) > max_tokens) {
-      throw ConfigError(fmt::format(
-          "example {} has {} source and {} target tokens, more than train.max_tokens = {} allows with "
-          "</s> added; raise train.max_tokens or lower data.max_len",
-          i, src_len, tgt_len, max_tokens));
+      throw std::invalid_argument(
+          fmt::format("batching: example {} has {} source and {} target tokens, more than max_tokens = {} "
+                      "allows with </s> added",
+                      i, src_len, tgt_len, max_tokens));
     }
     const int64_t src_next = std::max(src_longest, src_len);
     const int64_t tgt_next = std::max(tgt_longest, tgt_len);
@@ -199,7 +200,7 @@ std::vector<std::vector<int64_t>> eval_batches(const Pairs& pairs, int64_t max_t
 BatchIterator::BatchIterator(Pairs pairs, int64_t max_tokens, uint64_t seed)
     : pairs_(std::move(pairs)), max_tokens_(max_tokens), seed_(seed) {
   if (max_tokens < 2)
-    throw ConfigError(fmt::format("train.max_tokens must be at least 2, got {}", max_tokens));
+    throw std::invalid_argument(fmt::format("BatchIterator: max_tokens = {} must be at least 2", max_tokens));
   if (pairs_.empty()) throw DataError("no training examples to batch (is the corpus empty after filtering?)");
   Lengths lengths(pairs_.source());
   src_length_ = std::move(lengths.src);

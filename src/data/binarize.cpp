@@ -10,7 +10,7 @@
 
 #include <fmt/format.h>
 
-#include "data/special_tokens.h"
+#include "base/special_tokens.h"
 
 namespace qkv {
 namespace {

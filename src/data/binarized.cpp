@@ -13,8 +13,8 @@
 
 #include <fmt/format.h>
 
+#include "base/error.h"
 #include "data/codec.h"
-#include "error.h"
 
 namespace qkv {
 namespace {

@@ -3,8 +3,8 @@
 
 #include <fmt/format.h>
 
-#include "data/special_tokens.h"
-#include "error.h"
+#include "base/error.h"
+#include "base/special_tokens.h"
 
 namespace qkv {
 namespace {
@@ -56,11 +56,8 @@ std::string SentencePieceCodec::name() const {
 }
 
 CodecPair make_sentencepiece_codecs(const DataConfig& data) {
-  if (data.spm_model.empty()) {
-    throw ConfigError(
-        "data.tokenizer is \"sentencepiece\" but data.spm_model is empty; train a model with "
-        "`qkv data spm --input train.de,train.en --out DIR` and set data.spm_model=DIR/spm.model");
-  }
+  if (data.spm_model.empty())
+    throw std::invalid_argument("make_sentencepiece_codecs: no SentencePiece model file given");
   auto shared = std::make_shared<const SentencePieceCodec>(SentencePiece(data.spm_model));
   return {shared, shared};
 }

@@ -13,9 +13,9 @@
 #include <string_view>
 #include <vector>
 
+#include "base/config.h"
 #include "data/sentencepiece.h"
 #include "data/vocab.h"
-#include "train/config.h"
 
 namespace qkv {
 

@@ -8,9 +8,9 @@
 
 #include <fmt/format.h>
 
+#include "base/error.h"
 #include "data/text_clean.h"
 #include "data/utf8.h"
-#include "error.h"
 
 namespace qkv {
 
@@ -24,6 +24,10 @@ SplitPaths split_paths(const std::string& dir, const std::string& prefix, const 
 
 SplitPaths split_paths(const DataConfig& data, const std::string& prefix) {
   return split_paths(data.dir, prefix, data.src_lang, data.tgt_lang);
+}
+
+CorpusLayout CorpusLayout::of(const DataConfig& data) {
+  return {data.dir, data.src_lang, data.tgt_lang, data.train_prefix, data.dev_prefix, data.test_prefix};
 }
 
 namespace {

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "train/config.h"
+#include "base/config.h"
 
 namespace qkv {
 
@@ -24,6 +24,19 @@ struct SplitPaths {
 SplitPaths split_paths(const std::string& dir, const std::string& prefix, const std::string& src_lang,
                        const std::string& tgt_lang);
 SplitPaths split_paths(const DataConfig& data, const std::string& prefix);
+
+// Where a corpus's three splits live: {dir}/{prefix}.{src_lang|tgt_lang}, the layout of DataConfig.
+struct CorpusLayout {
+  std::string dir;
+  std::string src_lang = "src";
+  std::string tgt_lang = "tgt";
+  std::string train_prefix = "train";
+  std::string dev_prefix = "dev";
+  std::string test_prefix = "test";
+
+  static CorpusLayout of(const DataConfig& data);
+  SplitPaths split(const std::string& prefix) const { return split_paths(dir, prefix, src_lang, tgt_lang); }
+};
 
 // The lines of a UTF-8 text file, read and cleaned by LineReader (text_clean.h: "\n", "\r\n" and a
 // lone "\r" end a line, a BOM is dropped, whitespace normalized, control characters removed). A last

@@ -16,9 +16,9 @@
 
 #include <fmt/format.h>
 
-#include "data/special_tokens.h"
+#include "base/error.h"
+#include "base/special_tokens.h"
 #include "data/text_clean.h"
-#include "error.h"
 #include "spm/qkv_spm.h"
 
 namespace qkv {

@@ -6,8 +6,9 @@
 
 #include <fmt/format.h>
 
+#include "base/enums.h"
+#include "base/error.h"
 #include "data/toy.h"
-#include "error.h"
 
 namespace qkv {
 
@@ -56,18 +57,19 @@ SequenceCorpus generate_sequence_corpus(SequenceTask task, const SequenceOptions
   return corpus;
 }
 
-void write_sequence_corpus(SequenceTask task, const DataConfig& layout, const SequenceOptions& options) {
+void write_sequence_corpus(SequenceTask task, const CorpusLayout& layout, const SequenceOptions& options) {
   const SequenceCorpus corpus = generate_sequence_corpus(task, options);
-  write_split(split_paths(layout, layout.train_prefix), corpus.train);
-  write_split(split_paths(layout, layout.dev_prefix), corpus.dev);
-  write_split(split_paths(layout, layout.test_prefix), corpus.test);
+  write_split(layout.split(layout.train_prefix), corpus.train);
+  write_split(layout.split(layout.dev_prefix), corpus.dev);
+  write_split(layout.split(layout.test_prefix), corpus.test);
 }
 
 void write_generated_corpus(const DataConfig& data) {
   const auto seed = static_cast<uint64_t>(data.seed);
   switch (data.task) {
     case DataTask::Toy:
-      write_toy_corpus(data, ToyOptions{data.train_size, data.dev_size, data.test_size, seed});
+      write_toy_corpus(CorpusLayout::of(data),
+                       ToyOptions{data.train_size, data.dev_size, data.test_size, seed});
       return;
     case DataTask::Copy:
     case DataTask::Reverse: {
@@ -76,16 +78,16 @@ void write_generated_corpus(const DataConfig& data) {
       options.dev = data.dev_size;
       options.test = data.test_size;
       options.seed = seed;
-      write_sequence_corpus(data.task == DataTask::Copy ? SequenceTask::Copy : SequenceTask::Reverse, data,
-                            options);
+      write_sequence_corpus(data.task == DataTask::Copy ? SequenceTask::Copy : SequenceTask::Reverse,
+                            CorpusLayout::of(data), options);
       return;
     }
     case DataTask::Files:
       break;
   }
-  throw ConfigError(
-      fmt::format("data.task is \"{}\": there is nothing to generate; the corpus must exist in {}",
-                  to_string(data.task), data.dir));
+  throw std::invalid_argument(fmt::format(
+      "write_generated_corpus: task \"{}\" has nothing to generate; its corpus must already be in {}",
+      to_string(data.task), data.dir));
 }
 
 }  // namespace qkv

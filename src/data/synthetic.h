@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <string>
 
+#include "base/config.h"
 #include "data/corpus.h"
-#include "train/config.h"
 
 namespace qkv {
 
@@ -33,8 +33,8 @@ struct SequenceCorpus {
 // Throws ConfigError for sizes < 0, symbols < 1 or an empty length range.
 SequenceCorpus generate_sequence_corpus(SequenceTask task, const SequenceOptions& options);
 
-// Writes {dir}/{prefix}.{src_lang|tgt_lang} for the three splits (the layout of DataConfig).
-void write_sequence_corpus(SequenceTask task, const DataConfig& layout, const SequenceOptions& options);
+// Writes the three splits where `layout` says.
+void write_sequence_corpus(SequenceTask task, const CorpusLayout& layout, const SequenceOptions& options);
 
 // Generates data.task (toy, copy or reverse) with data.train_size, dev_size, test_size and seed into
 // data.dir, overwriting what is there. Generation is deterministic and takes well under a second.

@@ -7,8 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "base/error.h"
 #include "data/utf8.h"
-#include "error.h"
 
 namespace qkv {
 namespace {

@@ -5,8 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "base/error.h"
 #include "data/utf8.h"
-#include "error.h"
 
 namespace qkv {
 
@@ -56,17 +56,11 @@ SplitText to_text(const std::vector<toy::ToyPair>& pairs) {
   return text;
 }
 
-void write_toy_corpus(const DataConfig& layout, const ToyOptions& options) {
+void write_toy_corpus(const CorpusLayout& layout, const ToyOptions& options) {
   const ToyCorpus corpus = generate_toy_corpus(options);
-  write_split(split_paths(layout, layout.train_prefix), to_text(corpus.train));
-  write_split(split_paths(layout, layout.dev_prefix), to_text(corpus.dev));
-  write_split(split_paths(layout, layout.test_prefix), to_text(corpus.test));
-}
-
-void write_toy_corpus(const std::string& dir, const ToyOptions& options) {
-  DataConfig layout;
-  layout.dir = dir;
-  write_toy_corpus(layout, options);
+  write_split(layout.split(layout.train_prefix), to_text(corpus.train));
+  write_split(layout.split(layout.dev_prefix), to_text(corpus.dev));
+  write_split(layout.split(layout.test_prefix), to_text(corpus.test));
 }
 
 DictionaryBaseline::DictionaryBaseline(const std::vector<toy::ToyPair>& train) {

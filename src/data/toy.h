@@ -43,10 +43,8 @@ ToyCorpus generate_toy_corpus(const ToyOptions& options);
 // Sentences as lines of space-separated words.
 SplitText to_text(const std::vector<toy::ToyPair>& pairs);
 
-// Writes {dir}/{prefix}.{src_lang|tgt_lang} for the three splits (the layout of DataConfig).
-void write_toy_corpus(const DataConfig& layout, const ToyOptions& options);
-// The same with the default layout: {dir}/train.src, {dir}/train.tgt, {dir}/dev.src, ...
-void write_toy_corpus(const std::string& dir, const ToyOptions& options);
+// Writes the three splits where `layout` says ({dir}/train.src, {dir}/train.tgt, ... by default).
+void write_toy_corpus(const CorpusLayout& layout, const ToyOptions& options);
 
 // The word-by-word baseline: every source word becomes the target word it is most often aligned to
 // in the training pairs (or nothing, if it is most often untranslated, as "do" and particles are),

@@ -6,10 +6,10 @@
 
 #include <fmt/format.h>
 
+#include "base/error.h"
+#include "base/special_tokens.h"
 #include "data/corpus.h"
-#include "data/special_tokens.h"
 #include "data/utf8.h"
-#include "error.h"
 
 namespace qkv {
 
@@ -53,7 +53,10 @@ Vocab Vocab::build(const std::vector<std::vector<std::string>>& sentences, int64
 }
 
 Vocab Vocab::load(const std::string& path) {
-  const std::vector<std::string> lines = read_lines(path);
+  return from_tokens(read_lines(path), path);
+}
+
+Vocab Vocab::from_tokens(const std::vector<std::string>& lines, const std::string& path) {
   const Vocab specials;
   if (lines.size() < specials.tokens_.size()) {
     throw DataError(fmt::format("{}: a vocabulary needs at least the {} special tokens, found {} lines", path,

@@ -32,7 +32,10 @@ class Vocab {
   // Throws DataError naming the file (and line) when it is missing, has an empty or duplicate line,
   // or does not start with the four specials in order.
   static Vocab load(const std::string& path);
+  // The same checks on tokens held in memory (a checkpoint's record); `source` names them in errors.
+  static Vocab from_tokens(const std::vector<std::string>& tokens, const std::string& source);
   void save(const std::string& path) const;
+  const std::vector<std::string>& tokens() const { return tokens_; }  // in id order, specials first
 
   int64_t size() const { return static_cast<int64_t>(tokens_.size()); }
   int64_t id(const std::string& token) const;  // kUnkId when unknown

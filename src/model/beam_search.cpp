@@ -10,8 +10,7 @@
 
 #include <fmt/format.h>
 
-#include "data/special_tokens.h"
-#include "error.h"
+#include "base/special_tokens.h"
 #include "model/decoding_steps.h"
 
 namespace qkv {
@@ -79,11 +78,10 @@ NextBeams select_beams(const torch::Tensor& top_scores, const torch::Tensor& top
 
 std::vector<std::vector<Hypothesis>> beam_search(Transformer& model, const torch::Tensor& src_in,
                                                  const SearchOptions& options) {
-  if (options.beam < 1) throw ConfigError(fmt::format("decode.beam = {} must be at least 1", options.beam));
-  if (options.nbest < 1 || options.nbest > options.beam) {
-    throw ConfigError(
-        fmt::format("decode.nbest = {} must be between 1 and decode.beam = {}", options.nbest, options.beam));
-  }
+  TORCH_CHECK(options.beam >= 1, fmt::format("beam_search: beam = {} must be at least 1", options.beam));
+  TORCH_CHECK(
+      options.nbest >= 1 && options.nbest <= options.beam,
+      fmt::format("beam_search: nbest = {} must be between 1 and beam = {}", options.nbest, options.beam));
   decoding::EvalGuard guard(model);
   auto prepared = decoding::prepare_source(model, src_in, options);
   const int64_t batch = prepared.src.size(0);

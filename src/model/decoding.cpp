@@ -9,8 +9,7 @@
 
 #include <fmt/format.h>
 
-#include "data/special_tokens.h"
-#include "error.h"
+#include "base/special_tokens.h"
 #include "model/decoding_steps.h"
 
 namespace qkv {
@@ -25,10 +24,9 @@ PreparedSource prepare_source(const Transformer& model, const torch::Tensor& src
                               const SearchOptions& options) {
   TORCH_CHECK(src.dim() == 2,
               fmt::format("decoding expects source ids [B, S], got {}", c10::str(src.sizes())));
-  if (options.max_len_a < 0 || options.max_len_b < 0) {
-    throw ConfigError(fmt::format("decode.max_len_a = {} and decode.max_len_b = {} must not be negative",
-                                  options.max_len_a, options.max_len_b));
-  }
+  TORCH_CHECK(options.max_len_a >= 0 && options.max_len_b >= 0,
+              fmt::format("decoding: max_len_a = {} and max_len_b = {} must not be negative",
+                          options.max_len_a, options.max_len_b));
   const int64_t max_len = model->config().max_len;
   const auto device = model->tgt_embed->weight.device();
   PreparedSource prepared;

@@ -13,7 +13,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
-#include "train/config.h"
+#include "base/config.h"
 
 namespace qkv {
 

@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 #include <torch/nn/init.h>
 
-#include "model/gemm.h"
+#include "ops/gemm.h"
 namespace qkv {
 namespace {
 
@@ -34,14 +34,14 @@ LayerOptions LayerOptions::from(const ModelConfig& config) {
   o.d_model = config.d_model;
   o.d_ff = config.d_ff;
   o.heads = config.heads;
-  o.d_k = config.head_dim_k();
-  o.d_v = config.head_dim_v();
+  o.d_k = config.d_k;  // 0: the attention module derives d_model / heads (and checks that it divides)
+  o.d_v = config.d_v;
   o.dropout = config.dropout;
   o.attention_dropout = config.attention_dropout;
   o.relu_dropout = config.relu_dropout;
   o.norm = config.norm;
   o.layer_norm_eps = config.layer_norm_eps;
-  o.attention_impl = to_string(config.attention);
+  o.attention_kind = config.attention;
   return o;
 }
 
@@ -52,7 +52,7 @@ MultiheadAttentionOptions LayerOptions::attention() const {
   a.d_k = d_k;
   a.d_v = d_v;
   a.dropout = attention_dropout;
-  a.impl = attention_impl;
+  a.impl = attention_kind;
   return a;
 }
 

@@ -17,8 +17,8 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
+#include "base/config.h"
 #include "model/multihead_attention.h"
-#include "train/config.h"
 
 namespace qkv {
 
@@ -34,7 +34,7 @@ struct LayerOptions {
   double relu_dropout = 0.0;       // after the FFN's ReLU
   NormOrder norm = NormOrder::Post;
   double layer_norm_eps = 1e-6;
-  std::string attention_impl = "standard";
+  AttentionKind attention_kind = AttentionKind::Standard;
 
   static LayerOptions from(const ModelConfig& config);
   MultiheadAttentionOptions attention() const;

@@ -13,8 +13,8 @@
 #include <fmt/format.h>
 #include <torch/nn/init.h>
 
-#include "model/attention.h"
-#include "model/gemm.h"
+#include "ops/attention.h"
+#include "ops/gemm.h"
 
 namespace qkv {
 namespace {

@@ -1,6 +1,6 @@
 // Multi-head attention (Vaswani et al. 2017, §3.2.2): MultiHead(Q, K, V) = Concat(head_1..h) W_O,
 // head_i = Attention(Q W_Q_i, K W_K_i, V W_V_i). The module owns only the projections: the math is
-// qkv::attention (attention.h).
+// qkv::attention (ops/attention.h).
 //
 // Parameters (a serialization contract, laid out as torch::nn::MultiheadAttention's):
 //   in_proj_weight  [H*Dk + H*Dk + H*Dv, C]  rows: W_Q, then W_K, then W_V
@@ -19,6 +19,8 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include "base/config.h"
+
 namespace qkv {
 
 struct MultiheadAttentionOptions {
@@ -27,8 +29,8 @@ struct MultiheadAttentionOptions {
   int64_t d_k = 0;  // per head; 0 = d_model / heads
   int64_t d_v = 0;  // per head; 0 = d_model / heads
   bool bias = true;
-  double dropout = 0.0;           // attention dropout (on the probabilities), training mode only
-  std::string impl = "standard";  // see attention.h
+  double dropout = 0.0;  // attention dropout (on the probabilities), training mode only
+  AttentionKind impl = AttentionKind::Standard;  // see ops/attention.h
 };
 
 // Keys and values of past decoding steps, per layer and attention kind. Tensors are [B, H, T, D].

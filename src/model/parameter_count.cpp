@@ -11,7 +11,7 @@
 namespace qkv {
 
 ParameterCount count_parameter_parts(const ModelConfig& config, int64_t src_vocab, int64_t tgt_vocab) {
-  validate_model(config, src_vocab, tgt_vocab);
+  check_model_arguments(config, src_vocab, tgt_vocab);
   const int64_t c = config.d_model;
   const int64_t qk = config.heads * config.head_dim_k();  // H·Dk
   const int64_t vv = config.heads * config.head_dim_v();  // H·Dv

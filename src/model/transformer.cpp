@@ -7,20 +7,11 @@
 #include <fmt/format.h>
 #include <torch/nn/init.h>
 
-#include "data/special_tokens.h"
-#include "error.h"
-#include "model/gemm.h"
+#include "base/special_tokens.h"
+#include "ops/gemm.h"
 
 namespace qkv {
 namespace {
-
-void require(bool ok, const std::string& message) {
-  if (!ok) throw ConfigError(message);
-}
-
-void validate_dropout(double p, const char* key) {
-  require(p >= 0.0 && p < 1.0, fmt::format("{} = {} is not a probability in [0, 1)", key, p));
-}
 
 EmbeddingsOptions embeddings_options(const ModelConfig& config, int64_t vocab) {
   EmbeddingsOptions o;
@@ -34,31 +25,21 @@ EmbeddingsOptions embeddings_options(const ModelConfig& config, int64_t vocab) {
 
 }  // namespace
 
-void validate_model(const ModelConfig& c, int64_t src_vocab, int64_t tgt_vocab) {
-  require(c.d_model > 0, fmt::format("model.d_model = {} must be positive", c.d_model));
-  require(c.d_ff > 0, fmt::format("model.d_ff = {} must be positive", c.d_ff));
-  require(c.heads > 0, fmt::format("model.heads = {} must be positive", c.heads));
-  require(c.d_k >= 0, fmt::format("model.d_k = {} must be positive (or 0 for d_model / heads)", c.d_k));
-  require(c.d_v >= 0, fmt::format("model.d_v = {} must be positive (or 0 for d_model / heads)", c.d_v));
-  require((c.d_k > 0 && c.d_v > 0) || c.d_model % c.heads == 0,
-          fmt::format("model.heads = {} does not divide model.d_model = {}: choose a divisor or set "
-                      "model.d_k and model.d_v explicitly",
-                      c.heads, c.d_model));
-  require(c.encoder_layers > 0, fmt::format("model.encoder_layers = {} must be positive", c.encoder_layers));
-  require(c.decoder_layers > 0, fmt::format("model.decoder_layers = {} must be positive", c.decoder_layers));
-  require(c.max_len > 1, fmt::format("model.max_len = {} must be at least 2", c.max_len));
-  require(c.layer_norm_eps > 0, fmt::format("model.layer_norm_eps = {} must be positive", c.layer_norm_eps));
-  validate_dropout(c.dropout, "model.dropout");
-  validate_dropout(c.attention_dropout, "model.attention_dropout");
-  validate_dropout(c.relu_dropout, "model.relu_dropout");
-  require(src_vocab > kUnkId && tgt_vocab > kUnkId,
-          fmt::format("vocabularies of {} (source) and {} (target) tokens cannot hold the {} special tokens",
-                      src_vocab, tgt_vocab, kUnkId + 1));
-  require(!c.share_embeddings || src_vocab == tgt_vocab,
-          fmt::format("model.share_embeddings = true needs one shared vocabulary, but the source has {} "
-                      "tokens and the target {}: set data.shared_vocab = true or model.share_embeddings = "
-                      "false",
-                      src_vocab, tgt_vocab));
+void check_model_arguments(const ModelConfig& c, int64_t src_vocab, int64_t tgt_vocab) {
+  // The layers check their own widths, heads and dropout rates; what only the whole model knows is
+  // how the vocabularies fit the special tokens and the tying.
+  TORCH_CHECK(c.encoder_layers > 0 && c.decoder_layers > 0,
+              fmt::format("Transformer: layer counts must be positive, got {} encoder and {} decoder layers",
+                          c.encoder_layers, c.decoder_layers));
+  TORCH_CHECK(
+      src_vocab > kUnkId && tgt_vocab > kUnkId,
+      fmt::format("Transformer: vocabularies of {} (source) and {} (target) tokens cannot hold the {} "
+                  "special tokens",
+                  src_vocab, tgt_vocab, kUnkId + 1));
+  TORCH_CHECK(!c.share_embeddings || src_vocab == tgt_vocab,
+              fmt::format("Transformer: shared embeddings need vocabularies of one size, got {} (source) and "
+                          "{} (target)",
+                          src_vocab, tgt_vocab));
 }
 
 void DecoderState::reorder(const torch::Tensor& index) {
@@ -68,7 +49,7 @@ void DecoderState::reorder(const torch::Tensor& index) {
 
 TransformerImpl::TransformerImpl(const ModelConfig& config, int64_t src_vocab, int64_t tgt_vocab)
     : config_(config), src_vocab_(src_vocab), tgt_vocab_(tgt_vocab) {
-  validate_model(config_, src_vocab_, tgt_vocab_);
+  check_model_arguments(config_, src_vocab_, tgt_vocab_);
   // The target embedding owns its matrix; the source embedding shares it under three-way tying.
   Embeddings tgt(embeddings_options(config_, tgt_vocab_));
   Embeddings src = config_.share_embeddings ? Embeddings(embeddings_options(config_, src_vocab_), tgt->weight)

@@ -20,10 +20,10 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include "base/config.h"
 #include "model/embeddings.h"
 #include "model/layers.h"
 #include "model/multihead_attention.h"
-#include "train/config.h"
 
 namespace qkv {
 
@@ -94,9 +94,10 @@ class TransformerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Transformer);
 
-// Refuses impossible shapes before anything is built: throws ConfigError naming the key (model.heads,
-// model.d_model, model.share_embeddings, ...). The vocabulary sizes include the special tokens.
-void validate_model(const ModelConfig& config, int64_t src_vocab, int64_t tgt_vocab);
+// Refuses what cannot be built before anything is (c10::Error naming the argument): layer counts,
+// vocabularies too small for the special tokens, tying across vocabularies of different sizes. The
+// config's keys are checked earlier, by validate() (config/load.h). Sizes include the special tokens.
+void check_model_arguments(const ModelConfig& config, int64_t src_vocab, int64_t tgt_vocab);
 
 // The arithmetic parameter count (aiayn.md, "Parameter counts") without building the model, by part.
 struct ParameterCount {

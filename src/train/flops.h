@@ -19,7 +19,7 @@
 #include <cstdint>
 #include <string>
 
-#include "train/config.h"
+#include "base/config.h"
 
 namespace qkv {
 

@@ -5,8 +5,8 @@
 
 #include <fmt/format.h>
 
-#include "error.h"
-#include "train/checkpoint.h"
+#include "base/error.h"
+#include "checkpoint/checkpoint.h"
 
 namespace qkv {
 namespace fs = std::filesystem;
@@ -70,28 +70,27 @@ Config resolve_fresh_config(const std::string& config_path, const std::vector<st
 
 Config resolve_resumed_config(const Config& checkpoint_config, const std::optional<std::string>& config_path,
                               const std::vector<std::string>& sets) {
+  // What the command line asks for (the file, then --set, as for a fresh run), compared with the
+  // checkpoint as a whole: so the command that started a run resumes it unchanged.
+  Config requested = config_path ? load_config(*config_path) : checkpoint_config;
   Config config = checkpoint_config;
   if (config_path) {
-    const Config file = load_config(*config_path);
-    const std::string differs = first_model_difference(file, checkpoint_config);
-    if (!differs.empty())
-      throw ConfigError(
-          fmt::format("{}: {} = {} conflicts with the checkpoint's {} = {}; a resumed run keeps the "
-                      "checkpoint's architecture",
-                      *config_path, differs, model_value(file, differs).dump(), differs,
-                      model_value(checkpoint_config, differs).dump()));
-    config.train = file.train;
-    config.decode = file.decode;
+    config.train = requested.train;
+    config.decode = requested.decode;
   }
   for (const auto& assignment : sets) {
-    Config before = config;
+    apply_override(requested, assignment);
     apply_override(config, assignment);
-    const std::string differs = first_model_difference(config, before);
-    if (!differs.empty())
-      throw ConfigError(
-          fmt::format("--set {}: conflicts with the checkpoint's {} = {}; a resumed run keeps the "
-                      "checkpoint's architecture",
-                      assignment, differs, model_value(before, differs).dump()));
+  }
+  const std::string differs = first_model_difference(requested, checkpoint_config);
+  if (!differs.empty()) {
+    const std::string source =
+        config_path ? *config_path + (sets.empty() ? "" : " with --set overrides") : "--set";
+    throw ConfigError(
+        fmt::format("{}: {} = {} conflicts with the checkpoint's {} = {}; a resumed run keeps the "
+                    "checkpoint's architecture",
+                    source, differs, model_value(requested, differs).dump(), differs,
+                    model_value(checkpoint_config, differs).dump()));
   }
   validate(config, "resumed config");
   return config;

@@ -8,15 +8,16 @@
 // A fresh run refuses a directory that already holds a run, unless asked to overwrite it (which
 // deletes exactly the files above) or to resume it. A resumed run takes its architecture and data
 // from the checkpoint; a --config given with --resume contributes its train and decode sections
-// (so a schedule can be extended), and --set overrides apply last. A --config or --set that would
-// change the architecture is refused: the parameters would not fit it.
+// (so a schedule can be extended), and --set overrides apply last. The model that the file and the
+// overrides describe together must be the checkpoint's: the command line that started a run resumes
+// it, and one that would change the architecture is refused (the parameters would not fit it).
 #pragma once
 
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "train/config.h"
+#include "config/load.h"
 
 namespace qkv {
 

@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "error.h"
+#include "base/error.h"
 
 namespace qkv {
 

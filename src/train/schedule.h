@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "train/config.h"
+#include "base/config.h"
 
 namespace qkv {
 

@@ -5,7 +5,7 @@
 
 #include <torch/torch.h>
 
-#include "data/special_tokens.h"
+#include "base/special_tokens.h"
 #include "train/flops.h"
 #include "train/loss.h"
 

@@ -7,12 +7,12 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
-#include "error.h"
+#include "base/error.h"
+#include "eval/translate.h"
+#include "runtime/signals.h"
 #include "train/flops.h"
 #include "train/schedule.h"
-#include "train/signals.h"
 #include "train/train_step.h"
-#include "train/translate.h"
 
 namespace qkv {
 namespace fs = std::filesystem;
@@ -51,13 +51,13 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
   ensure_corpus(config_.data, log_);
 
   std::optional<LoadedCheckpoint> checkpoint;
+  std::optional<CheckpointMeta> meta;
   if (options_.resume) {
     const auto path = latest_checkpoint(paths_);
     if (!path) throw ConfigError(fmt::format("--resume: {} holds no checkpoint", paths_.checkpoints));
     checkpoint.emplace(*path, device_);
-    if (!checkpoint->meta().contains("codecs"))
-      throw CheckpointError(fmt::format("{}: metadata holds no vocabulary", *path));
-    codecs_ = codecs_from_json(config_.data, checkpoint->meta()["codecs"]);
+    meta = CheckpointMeta::read(*checkpoint);
+    codecs_ = meta->make_codecs(*path);
   } else {
     codecs_ = build_codecs(config_.data, log_);
     save_vocabularies(codecs_, paths_.dir);
@@ -73,58 +73,47 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
   optimizer_ = std::make_unique<torch::optim::Adam>(model_->parameters(), adam_options(config_.train));
   batches_ = std::make_unique<BatchIterator>(std::move(train.examples), config_.train.max_tokens,
                                              static_cast<uint64_t>(config_.train.seed));
-  if (checkpoint) restore(*checkpoint);
+  if (checkpoint) restore(*checkpoint, *meta);
   std::ofstream(paths_.config) << config_to_json(config_).dump(2) << '\n';
   metrics_ = MetricsLog(paths_.metrics);
 }
 
 Trainer::~Trainer() = default;
 
-void Trainer::restore(LoadedCheckpoint& checkpoint) {
+void Trainer::restore(LoadedCheckpoint& checkpoint, const CheckpointMeta& meta) {
   const std::string& checkpoint_path = checkpoint.path();
   checkpoint.load_model(*model_);
   checkpoint.load_optimizer(*optimizer_);
   checkpoint.restore_rng_states();
-  const auto& meta = checkpoint.meta();
-  try {
-    step_ = meta.at("step").get<int64_t>();
-    batches_->restore({meta.at("data_position").at("epoch").get<int64_t>(),
-                       meta.at("data_position").at("index").get<int64_t>()});
-    seconds_before_ = meta.at("elapsed_s").get<double>();
-    flops_ = meta.at("flops").get<double>();
-    evals_without_improvement_ = meta.at("evals_without_improvement").get<int64_t>();
-    if (!meta.at("best").is_null())
-      best_ = {meta["best"].at("step").get<int64_t>(), meta["best"].at("bleu").get<double>(),
-               meta["best"].at("nll").get<double>()};
-  } catch (const std::exception& e) {
-    throw CheckpointError(fmt::format("{}: cannot resume from its metadata ({})", checkpoint_path, e.what()));
-  }
+  step_ = meta.step;
+  batches_->restore(meta.data_position);
+  seconds_before_ = meta.elapsed_s;
+  flops_ = meta.flops;
+  evals_without_improvement_ = meta.evals_without_improvement;
+  best_ = meta.best;
   saved_step_ = step_;
   last_checkpoint_ = checkpoint_path;
   log_ << fmt::format("[ckpt] resumed from {} at step {} (epoch {}, batch {})\n", checkpoint_path, step_,
                       batches_->position().epoch, batches_->position().index);
 }
 
-nlohmann::json Trainer::checkpoint_meta() const {
-  nlohmann::json best = nullptr;
-  if (best_.step > 0) best = {{"step", best_.step}, {"bleu", best_.bleu}, {"nll", best_.nll}};
-  const auto position = batches_->position();
-  return {{"format", "qkv-checkpoint"},
-          {"version", 1},
-          {"config", config_to_json(config_)},
-          {"step", step_},
-          {"data_position", {{"epoch", position.epoch}, {"index", position.index}}},
-          {"codecs", codecs_to_json(config_.data, codecs_)},
-          {"best", best},
-          {"evals_without_improvement", evals_without_improvement_},
-          {"elapsed_s", elapsed()},
-          {"flops", flops_}};
+CheckpointMeta Trainer::checkpoint_meta() const {
+  CheckpointMeta meta;
+  meta.config = config_;
+  meta.step = step_;
+  meta.data_position = batches_->position();
+  meta.codecs = CheckpointMeta::codecs_record(config_.data, codecs_);
+  meta.best = best_;
+  meta.evals_without_improvement = evals_without_improvement_;
+  meta.elapsed_s = elapsed();
+  meta.flops = flops_;
+  return meta;
 }
 
 std::string Trainer::save(const char* why) {
   if (saved_step_ == step_) return last_checkpoint_;
   const std::string path = CheckpointFiles::step_path(paths_.checkpoints, step_);
-  save_checkpoint(path, *model_, optimizer_.get(), checkpoint_meta());
+  save_checkpoint(path, *model_, optimizer_.get(), checkpoint_meta().to_json());
   CheckpointFiles::prune(paths_.checkpoints, config_.train.keep_checkpoints);
   saved_step_ = step_;
   last_checkpoint_ = path;
@@ -214,7 +203,7 @@ TrainSummary Trainer::run() {
       interval_start += std::chrono::steady_clock::now() - eval_start;  // validation is not training time
       if (config_.train.patience > 0 && evals_without_improvement_ >= config_.train.patience) {
         console_.line(fmt::format("[train] early stop: no improvement in {} validations (best: step {})",
-                                  evals_without_improvement_, best_.step));
+                                  evals_without_improvement_, best_->step));
         summary.reason = StopReason::EarlyStopped;
         break;
       }
@@ -231,7 +220,7 @@ TrainSummary Trainer::run() {
                   "({:.1f} GFLOP/s)",
                   step_, format_duration(summary.seconds), format_duration(validation_seconds_),
                   format_flops(flops_), flops_ / std::max(summary.seconds, 1e-9) / 1e9));
-  if (best_.step > 0) summary.best_checkpoint = CheckpointFiles::best_path(paths_.checkpoints);
+  if (best_) summary.best_checkpoint = CheckpointFiles::best_path(paths_.checkpoints);
   if (summary.reason != StopReason::Interrupted) final_report(summary);
   return summary;
 }

@@ -20,13 +20,14 @@
 
 #include <torch/optim/adam.h>
 
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/meta.h"
+#include "config/load.h"
 #include "data/batching.h"
 #include "data/codec.h"
+#include "data/dataset.h"
+#include "eval/evaluate.h"
 #include "model/transformer.h"
-#include "train/checkpoint.h"
-#include "train/config.h"
-#include "train/dataset.h"
-#include "train/evaluate.h"
 #include "train/metrics.h"
 #include "train/run_setup.h"
 
@@ -75,19 +76,13 @@ class Trainer {
   int64_t step() const { return step_; }
 
  private:
-  struct Best {
-    int64_t step = 0;
-    double bleu = -1.0;
-    double nll = 0.0;
-  };
-
   void log_start() const;
-  void restore(LoadedCheckpoint& checkpoint);
+  void restore(LoadedCheckpoint& checkpoint, const CheckpointMeta& meta);
   std::vector<Batch> next_batches();
   void report_interval(double lr, double last_grad_norm);
   void validate_and_track();
   std::string save(const char* why);
-  nlohmann::json checkpoint_meta() const;
+  CheckpointMeta checkpoint_meta() const;
   void final_report(TrainSummary& summary);
 
   Config config_;
@@ -106,7 +101,7 @@ class Trainer {
   int64_t step_ = 0;
   int64_t nonfinite_in_a_row_ = 0;
   int64_t evals_without_improvement_ = 0;
-  Best best_;
+  std::optional<BestScore> best_;
   IntervalStats interval_;
   double seconds_before_ = 0.0;  // wall time of earlier (resumed) parts
   std::chrono::steady_clock::time_point run_start_;

@@ -5,9 +5,9 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
-#include "train/checkpoint.h"
+#include "checkpoint/checkpoint.h"
+#include "runtime/threads.h"
 #include "train/schedule.h"
-#include "train/threads.h"
 #include "train/trainer.h"
 
 namespace qkv {
@@ -47,15 +47,14 @@ void Trainer::validate_and_track() {
   record["step"] = step_;
   metrics_.write(record);
   const double bleu = result.bleu ? result.bleu->score : 0.0;
-  const bool improved =
-      best_.step == 0 || bleu > best_.bleu || (bleu == best_.bleu && result.nll < best_.nll);
+  const bool improved = !best_ || bleu > best_->bleu || (bleu == best_->bleu && result.nll < best_->nll);
   last_dev_ = std::move(result);
   last_dev_step_ = step_;
   if (!improved) {
     ++evals_without_improvement_;
     return;
   }
-  best_ = {step_, bleu, last_dev_->nll};
+  best_ = BestScore{step_, bleu, last_dev_->nll};
   evals_without_improvement_ = 0;
   const std::string path = save("new best on dev");
   CheckpointFiles::mark_best(paths_.checkpoints, path);
@@ -64,12 +63,12 @@ void Trainer::validate_and_track() {
 void Trainer::final_report(TrainSummary& summary) {
   if (!options_.final_evaluation) return;
   int64_t evaluated_step = step_;
-  if (best_.step > 0 && best_.step != step_) {
+  if (best_ && best_->step != step_) {
     LoadedCheckpoint best(CheckpointFiles::best_path(paths_.checkpoints), device_);
     best.load_model(*model_);
-    evaluated_step = best_.step;
-    console_.line(fmt::format("[eval] evaluating the best checkpoint (step {}, dev BLEU {:.2f})", best_.step,
-                              best_.bleu));
+    evaluated_step = best_->step;
+    console_.line(fmt::format("[eval] evaluating the best checkpoint (step {}, dev BLEU {:.2f})", best_->step,
+                              best_->bleu));
   }
   const bool reuse_dev = last_dev_ && last_dev_step_ == evaluated_step &&
                          last_dev_->bleu_sentences == static_cast<int64_t>(dev_.examples.size());
