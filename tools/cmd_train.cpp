@@ -14,6 +14,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/meta.h"
 #include "cli.h"
+#include "runtime/signals.h"
 #include "train/run_setup.h"
 #include "train/trainer.h"
 
@@ -39,6 +40,7 @@ Config resumed_config(const TrainArgs& args, const RunPaths& paths) {
 }
 
 void run_train(const TrainArgs& args) {
+  const StopOnSignal stop;  // before the set-up, so that Ctrl-C during it is a clean stop too
   if (args.config.empty() && (!args.resume || args.out.empty()))
     throw ConfigError("qkv train needs --config FILE (or --out DIR --resume to continue a run)");
   const RunPaths paths(args.out.empty() ? default_run_dir(args.config) : args.out);

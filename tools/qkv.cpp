@@ -1,6 +1,6 @@
 // qkv: the command-line program. Each subcommand lives in its own tools/cmd_*.cpp file and registers
 // itself (cli.h); main() sets up threads, parses, and turns exceptions into one line and an exit code:
-// 2 for usage and config errors, 1 for runtime errors.
+// 2 for usage and config errors, 1 for runtime errors, 130 for a stop requested (Ctrl-C) during set-up.
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "cli.h"
+#include "runtime/signals.h"
 #include "runtime/threads.h"
 
 namespace qkv::cli {
@@ -37,6 +38,9 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
+  } catch (const qkv::StopRequested& e) {
+    std::cerr << "qkv: " << e.what() << ": stopped; nothing was trained or saved\n";
+    return 130;  // the shell's code for a program ended by SIGINT
   } catch (const qkv::ConfigError& e) {
     std::cerr << "qkv: config error: " << e.what() << "\n";
     return 2;

@@ -8,6 +8,8 @@
 #include <torch/autograd.h>
 #include <torch/torch.h>
 
+#include "ops/defer_signals.h"
+
 namespace qkv {
 namespace {
 
@@ -103,6 +105,7 @@ void sgemm(bool t_a, bool t_b, const torch::Tensor& a, const torch::Tensor& b, t
     c.addmm_(t_a ? a.t() : a, t_b ? b.t() : b, beta, alpha);
     return;
   }
+  const DeferSignals no_signals_inside_the_kernel;  // defer_signals.h
   const int status = fn(t_a ? 'T' : 'N', t_b ? 'T' : 'N', m, n, k, alpha, a.data_ptr<float>(), a.size(1),
                         b.data_ptr<float>(), b.size(1), beta, c.data_ptr<float>(), n);
   TORCH_CHECK(status == 0, "oneDNN sgemm failed with status ", status);
@@ -147,6 +150,7 @@ void batched_gemm(bool t_a, bool t_b, const torch::Tensor& a, const torch::Tenso
   const float* pa = a.data_ptr<float>();
   const float* pb = b.data_ptr<float>();
   float* pc = c.data_ptr<float>();
+  const DeferSignals no_signals_inside_the_kernel;  // defer_signals.h
   for (int64_t i = 0; i < batch; ++i) {
     const int status =
         fn(t_a ? 'T' : 'N', t_b ? 'T' : 'N', m, n, k, static_cast<float>(alpha), pa + i * a.stride(0), lda,

@@ -4,11 +4,16 @@
 
 #include <atomic>
 #include <csignal>
+#include <mutex>
+
+#include <fmt/format.h>
 
 namespace qkv {
 namespace {
 
 std::atomic<int> g_signal{0};
+std::mutex g_install;         // serialises installing and restoring the handlers
+std::atomic<int> g_depth{0};  // guards alive
 struct sigaction g_previous_int;
 struct sigaction g_previous_term;
 
@@ -23,28 +28,34 @@ extern "C" void on_stop_signal(int signal_number) {
 }  // namespace
 
 StopOnSignal::StopOnSignal() {
+  const std::lock_guard<std::mutex> lock(g_install);
+  if (g_depth++ > 0) return;
   g_signal.store(0);
   struct sigaction action {};
   action.sa_handler = on_stop_signal;
+  action.sa_flags = SA_RESTART;
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, &g_previous_int);
   sigaction(SIGTERM, &action, &g_previous_term);
 }
 
 StopOnSignal::~StopOnSignal() {
+  const std::lock_guard<std::mutex> lock(g_install);
+  if (--g_depth > 0) return;
   sigaction(SIGINT, &g_previous_int, nullptr);
   sigaction(SIGTERM, &g_previous_term, nullptr);
+  g_signal.store(0);  // a request lives as long as the guards
 }
 
-bool StopOnSignal::requested() const {
-  return g_signal.load() != 0;
+bool StopOnSignal::requested() {
+  return g_depth.load() > 0 && g_signal.load() != 0;
 }
 
-int StopOnSignal::signal_number() const {
+int StopOnSignal::signal_number() {
   return g_signal.load();
 }
 
-const char* StopOnSignal::signal_name() const {
+const char* StopOnSignal::signal_name() {
   switch (g_signal.load()) {
     case SIGINT:
       return "SIGINT";
@@ -57,6 +68,10 @@ const char* StopOnSignal::signal_name() const {
 
 void StopOnSignal::request(int signal_number) {
   g_signal.store(signal_number);
+}
+
+void StopOnSignal::check(const std::string& during) {
+  if (requested()) throw StopRequested(fmt::format("{} received during {}", signal_name(), during));
 }
 
 }  // namespace qkv

@@ -48,7 +48,10 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
       device_(default_device()) {
   fs::create_directories(paths_.checkpoints);
   torch::manual_seed(static_cast<uint64_t>(config_.train.seed));
+  // Set-up can take a while on a large corpus: a stop requested meanwhile ends it between phases.
+  StopOnSignal::check("set-up, before the corpus was ready");
   ensure_corpus(config_.data, log_);
+  StopOnSignal::check("set-up, before the vocabularies were ready");
 
   std::optional<LoadedCheckpoint> checkpoint;
   std::optional<CheckpointMeta> meta;
@@ -63,8 +66,10 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
     save_vocabularies(codecs_, paths_.dir);
   }
   const int64_t max_tokens = config_.model.max_len - 1;  // room for <s> or </s>
+  StopOnSignal::check("set-up, before the training data was read");
   Split train = load_split(config_.data, "train", codecs_, max_tokens, log_);
   dev_ = load_split(config_.data, "dev", codecs_, max_tokens, log_);
+  StopOnSignal::check("set-up, before the model was built");
   log_ << fmt::format("[data] {} training pairs, {} dev pairs\n", train.examples.size(),
                       dev_.examples.size());
 
@@ -160,9 +165,9 @@ TrainSummary Trainer::run() {
   TrainSummary summary;
   auto interval_start = std::chrono::steady_clock::now();
   while (step_ < config_.train.steps) {
-    if (stop.requested()) {
-      console_.line(
-          fmt::format("[train] {} received at step {}: saving and stopping", stop.signal_name(), step_));
+    if (StopOnSignal::requested()) {
+      console_.line(fmt::format("[train] {} received at step {}: saving and stopping",
+                                StopOnSignal::signal_name(), step_));
       summary.reason = StopReason::Interrupted;
       break;
     }
