@@ -18,7 +18,9 @@
 
 namespace qkv {
 
-// x [..., I], weight [O, I], bias [O] or undefined -> [..., O].
+// x [..., I], weight [O, I], bias [O] or undefined -> [..., O]. The product runs in the precision of
+// the thread's PrecisionScope (ops/precision.h): under bf16, x and W enter it as bf16 copies and the
+// result (and every gradient) is float32.
 torch::Tensor gemm_linear(const torch::Tensor& x, const torch::Tensor& weight,
                           const torch::Tensor& bias = {});
 
