@@ -155,7 +155,9 @@ TEST(Attention, WrongInputsAreRefusedReadably) {
   expect_error([&] { attention(q, k.slice(3, 0, 3), v); }, "expected q [B, H, Tq, Dk]");
   expect_error([&] { attention(q, k, v.slice(2, 0, 4)); }, "expected q [B, H, Tq, Dk]");
   expect_error([&] { attention(q, k, v.to(torch::kDouble)); }, "must share one dtype");
-  expect_error([&] { attention(q.to(torch::kInt), k, v); }, "float32 or float64");
+  expect_error([&] { attention(q.to(torch::kInt), k, v); }, "float32, float64, bfloat16 or float16");
+  const auto half = torch::kHalf;
+  expect_error([&] { attention(q.to(half), k.to(half), v.to(half)); }, "float16 attention runs on CUDA only");
   // The operator's schema takes the implementation as a string: a wrong one is refused there.
   const auto op = c10::Dispatcher::singleton()
                       .findSchemaOrThrow("qkv::attention", "")

@@ -3,9 +3,13 @@
 //      mask situation: padding, causal, Tq ≠ Tk, Dk ≠ Dv, T = 1, a fully masked row, dropout;
 //   2. agreement of standard and memory_efficient with the reference (composite ops under
 //      autograd) in outputs and in gradients for a random upstream gradient, on shapes large
-//      enough to span several tiles and key blocks.
+//      enough to span several tiles and key blocks;
+//   3. every implementation in bfloat16 against the float64 reference on the same values, outputs
+//      and gradients, within a rounding bound derived element by element.
 //
 // Dimensions: B = batch, H = heads, Tq, Tk = query and key lengths, Dk, Dv = widths.
+#include <cmath>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -53,6 +57,14 @@ void PrintTo(const Case& c, std::ostream* os) {
   *os << c.name;
 }
 
+// [B, Tk] bool, the last `padded_keys` keys of batch 1 hidden; undefined without padding.
+torch::Tensor padding_mask(const Case& c) {
+  if (c.padded_keys == 0) return {};
+  auto mask = torch::zeros({c.b, c.tk}, torch::kBool);  // [B, Tk]
+  mask[1].slice(0, c.tk - c.padded_keys).fill_(true);
+  return mask;
+}
+
 // Runs attention on (q, k, v) with the case's masks; with dropout, reseeds first so that every
 // evaluation draws the same dropout mask (finite differences need a fixed function).
 torch::Tensor run(const Case& c, const std::string& impl, const torch::Tensor& q, const torch::Tensor& k,
@@ -62,11 +74,8 @@ torch::Tensor run(const Case& c, const std::string& impl, const torch::Tensor& q
   options.causal = c.causal;
   options.scale = c.scale;
   options.dropout_p = c.dropout_p;
-  if (c.padded_keys > 0) {
-    auto mask = torch::zeros({c.b, c.tk}, q.options().dtype(torch::kBool));  // [B, Tk]
-    mask[1].slice(0, c.tk - c.padded_keys).fill_(true);
-    options.key_padding_mask = mask;
-  }
+  const auto mask = padding_mask(c);
+  if (mask.defined()) options.key_padding_mask = mask.to(q.device());
   if (c.dropout_p > 0) torch::manual_seed(1234);
   return attention(q, k, v, options);
 }
@@ -170,6 +179,115 @@ TEST_P(AttentionAgreement, Float32Within1e5) {
 INSTANTIATE_TEST_SUITE_P(HandWritten, AttentionAgreement,
                          ::testing::Combine(::testing::Values("standard", "memory_efficient"),
                                             ::testing::ValuesIn(agreement_cases())),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
+                         });
+
+// --- bfloat16 ----------------------------------------------------------------------------------
+//
+// Each implementation runs on bfloat16 Q, K, V and upstream gradient G; the float64 reference runs
+// on the same values (upcast exactly), so rounding the inputs to bfloat16 is not part of the error.
+// What remains, with u = 2^-8 the unit roundoff of bfloat16 (8-bit significand, round to nearest)
+// and |X| elementwise, to first order in u:
+//   O  = P V       P is rounded to bfloat16 to enter the product (relative error ≤ u per element,
+//                  P ≥ 0), the sum over Tk keys is float32, O is rounded to bfloat16 on return:
+//                  |δO| ≤ u·(P|V|) + u·|O| =: bO
+//   dV = Pᵀ G      likewise over Tq queries:  |δdV| ≤ u·(Pᵀ|G|) + u·|dV|
+//   D  = rowsum(G ∘ O), computed from the returned (rounded) O:  |δD| ≤ rowsum(|G| ∘ bO)
+//   dS = P ∘ (G Vᵀ − D)   P saved in bfloat16 (standard) and dS rounded to enter its products:
+//                  |δdS| ≤ 2u·|dS| + P ∘ |δD| =: E
+//   dQ = scale·dS K over Tk keys:   |δdQ| ≤ scale·(E|K|) + u·|dQ|
+//   dK = scale·dSᵀ Q over Tq queries: |δdK| ≤ scale·(Eᵀ|Q|) + u·|dK|
+// The reduction lengths enter through the sums of magnitudes (P|V|, E|K|, ...), which grow with
+// Tk and Tq. The float32 parts are left out of the bound and covered by a 25% margin: products of
+// bfloat16 values are exact in float32, and a float32 sum of n ≤ 2100 terms errs by at most
+// n·2^-24 ≤ 2^-13 of its magnitude, under 1/8 of u·magnitude even where the score (|S| ≤ ~10)
+// amplifies it through exp(); the second-order terms are u² = 2^-16 relative.
+struct Bf16Bounds {
+  torch::Tensor out, dq, dk, dv;  // elementwise, shaped like the tensors they bound
+};
+
+Bf16Bounds bf16_bounds(const Case& c, const std::vector<torch::Tensor>& x, const torch::Tensor& g,
+                       const torch::Tensor& out, const std::vector<torch::Tensor>& grads) {
+  torch::NoGradGuard no_grad;
+  const double u = std::ldexp(1.0, -8);
+  const auto &q = x[0], &k = x[1], &v = x[2];
+  const double scale = c.scale.value_or(1.0 / std::sqrt(static_cast<double>(c.dk)));
+  const auto p =
+      attention_probabilities(q.detach(), k.detach(), padding_mask(c), c.causal, scale);  // [B, H, Tq, Tk]
+  const auto pt = p.transpose(-2, -1);                                                    // [B, H, Tk, Tq]
+  Bf16Bounds b;
+  b.out = u * (at::matmul(p, v.abs()) + out.abs());                              // [B, H, Tq, Dv]
+  const auto d_err = (g.abs() * b.out).sum(-1, /*keepdim=*/true);                // [B, H, Tq, 1] |δD|
+  const auto d = (g * out).sum(-1, /*keepdim=*/true);                            // [B, H, Tq, 1] D
+  const auto ds = p * (at::matmul(g, v.transpose(-2, -1)) - d);                  // [B, H, Tq, Tk]
+  const auto e = 2 * u * ds.abs() + p * d_err;                                   // [B, H, Tq, Tk] E
+  b.dq = scale * at::matmul(e, k.abs()) + u * grads[0].abs();                    // [B, H, Tq, Dk]
+  b.dk = scale * at::matmul(e.transpose(-2, -1), q.abs()) + u * grads[1].abs();  // [B, H, Tk, Dk]
+  b.dv = u * (at::matmul(pt, g.abs()) + grads[2].abs());                         // [B, H, Tk, Dv]
+  return b;
+}
+
+// |actual − expected| ≤ 1.25·bound everywhere; reports the worst error as a fraction of the bound.
+::testing::AssertionResult within_bound(const torch::Tensor& actual, const torch::Tensor& expected,
+                                        const torch::Tensor& bound, const std::string& what) {
+  if (actual.sizes() != expected.sizes()) {
+    return ::testing::AssertionFailure()
+           << what << ": shape " << actual.sizes() << " != " << expected.sizes();
+  }
+  const auto err = (actual.detach().to(torch::kDouble) - expected.detach()).abs();
+  const auto ratio = err / (1.25 * bound).clamp_min(1e-300);  // 0/0 (exact zeros) gives 0
+  const double worst = ratio.max().item<double>();
+  if (worst <= 1.0 && !ratio.isnan().any().item<bool>()) {
+    return ::testing::AssertionSuccess() << what << ": worst error " << worst << " of the bound";
+  }
+  return ::testing::AssertionFailure()
+         << what << ": error reaches " << worst << "x the bfloat16 bound (max error "
+         << err.max().item<double>() << ")";
+}
+
+class AttentionBf16 : public ::testing::TestWithParam<std::tuple<std::string, Case>> {};
+
+TEST_P(AttentionBf16, MatchesFloat64WithinRoundingBound) {
+  const auto& [impl, c] = GetParam();
+  auto x64 = inputs(c, torch::kDouble, 13);
+  std::vector<torch::Tensor> x16, x;  // the bfloat16 inputs, and the same values in float64
+  for (auto& t : x64) {
+    x16.push_back(t.detach().to(torch::kBFloat16).requires_grad_(true));
+    x.push_back(x16.back().detach().to(torch::kDouble).requires_grad_(true));
+  }
+  auto out16 = run(c, impl, x16[0], x16[1], x16[2]);
+  ASSERT_EQ(out16.scalar_type(), torch::kBFloat16) << impl;
+  auto out = run(c, "reference", x[0], x[1], x[2]);
+  const auto g16 = torch::randn_like(out16);  // G, rounded to bfloat16 by construction
+  const auto g = g16.to(torch::kDouble);
+  auto grads16 = torch::autograd::grad({(out16 * g16).sum()}, x16);
+  auto grads = torch::autograd::grad({(out * g).sum()}, x);
+  const auto bounds = bf16_bounds(c, x, g, out, grads);
+  const std::string name = impl + " " + c.name;
+  EXPECT_TRUE(within_bound(out16, out, bounds.out, name + " output"));
+  const torch::Tensor* bound[] = {&bounds.dq, &bounds.dk, &bounds.dv};
+  const char* names[] = {"dQ", "dK", "dV"};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(grads16[i].scalar_type(), torch::kBFloat16) << name << " " << names[i];
+    EXPECT_TRUE(within_bound(grads16[i], grads[i], *bound[i], name + " " + names[i]));
+  }
+}
+
+// The agreement shapes (several tiles and key blocks) without dropout, whose mask is the same code in
+// every dtype, plus a small case with Dk ≠ Dv and a scale of 1 (larger scores).
+std::vector<Case> bf16_cases() {
+  std::vector<Case> cases;
+  for (const auto& c : agreement_cases()) {
+    if (c.dropout_p == 0.0) cases.push_back(c);
+  }
+  cases.push_back(Case("small_scale_one", 2, 2, 7, 9, 8, 5).with_scale(1.0).with_causal().with_padding(3));
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryImplementation, AttentionBf16,
+                         ::testing::Combine(::testing::ValuesIn(enum_names<AttentionKind>()),
+                                            ::testing::ValuesIn(bf16_cases())),
                          [](const auto& info) {
                            return std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
                          });

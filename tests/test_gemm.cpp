@@ -1,6 +1,7 @@
 // qkv::gemm_linear and qkv::sgemm (src/ops/gemm.h) against torch::linear / torch::mm: values and
 // gradients with a random upstream gradient, with and without bias, for 2-D and 3-D inputs, and the
-// fallback for other dtypes; qkv::batched_gemm on strided tiles against torch::bmm.
+// fallback for other dtypes; qkv::batched_gemm on strided tiles against torch::bmm; bfloat16 (and
+// float16) inputs with a float32 output against float64 products.
 #include <atomic>
 #include <csignal>
 #include <limits>
@@ -110,6 +111,96 @@ TEST(BatchedGemm, StridedTilesMatchBmm) {
   }
 }
 
+// Low-precision inputs with a float32 C, against the same product in float64 of the same values.
+//
+// Tolerance, element by element (a rigorous first-order bound, not a fitted figure): a bfloat16 value
+// has an 8-bit significand and a float16 one 11 bits, so the product of two of them has at most 16
+// (22) significant bits and is exact in float32's 24. What remains is float32 arithmetic: the K-term
+// sum and the α and β·C steps, each operation a relative rounding of at most w = 2^-24, hence
+//   |C − C₆₄| ≤ (K + 3)·w·(|α|·|op(A)|·|op(B)| + |β|·|C₀|)     (Higham, "Accuracy and Stability", §3.5)
+// with |X| elementwise and the product of the absolute values computed in float64. This is ~2^-14 of
+// the scale for K = 512, while a product that rounded its result (or its sum) to bfloat16 would be
+// off by up to 2^-9 of it: the bound tells fp32 accumulation from bf16 accumulation.
+::testing::AssertionResult within_float32_accumulation(const torch::Tensor& c, const torch::Tensor& expected,
+                                                       const torch::Tensor& magnitude, int64_t k) {
+  const double w = std::ldexp(1.0, -24);
+  const auto bound = magnitude * ((k + 3) * w);
+  const auto ratio = ((c.to(torch::kDouble) - expected).abs() / bound.clamp_min(1e-300));
+  const double worst = ratio.max().item<double>();
+  if (worst <= 1.0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "error reaches " << worst << "x the float32 accumulation bound";
+}
+
+// sgemm and batched_gemm (on strided tiles, every transpose, β 0 over NaN and β 1) with bfloat16 and
+// float16 inputs and a float32 C. bfloat16 runs through oneDNN's gemm_bf16bf16f32 where it runs; float16
+// (and bfloat16 without oneDNN) through the upcasting torch fallback: the same contract for both.
+TEST(BatchedGemm, LowPrecisionInputsAccumulateInFloat32) {
+  std::cout << "[gemm] oneDNN gemm_bf16bf16f32 "
+            << (onednn_bf16_gemm_available() ? "runs here" : "unavailable: torch fallback") << "\n";
+  torch::manual_seed(6);
+  const int64_t k = 512;  // a long sum, where float32 and bfloat16 accumulation differ most
+  for (auto dtype : {torch::kBFloat16, torch::kHalf}) {
+    for (bool ta : {false, true}) {
+      for (bool tb : {false, true}) {
+        for (double beta : {0.0, 1.0}) {
+          // Tiles of larger tensors: op(A) [3, 30, K], op(B) [3, K, 28], C [3, 30, 28].
+          auto a = ta ? torch::randn({3, k + 4, 40}).to(dtype).slice(1, 2, k + 2).slice(2, 3, 33)
+                      : torch::randn({3, 31, k + 8}).to(dtype).slice(1, 1, 31).slice(2, 4, k + 4);
+          auto b = tb ? torch::randn({3, 36, k + 6}).to(dtype).slice(1, 2, 30).slice(2, 3, k + 3)
+                      : torch::randn({3, k + 2, 33}).to(dtype).slice(1, 1, k + 1).slice(2, 2, 30);
+          auto c_big = torch::randn({3, 32, 31});
+          if (beta == 0.0) c_big.fill_(std::numeric_limits<float>::quiet_NaN());
+          auto c = c_big.slice(1, 1, 31).slice(2, 2, 30);  // [3, 30, 28]
+          const auto op_a = (ta ? a.transpose(1, 2) : a).to(torch::kDouble);
+          const auto op_b = (tb ? b.transpose(1, 2) : b).to(torch::kDouble);
+          auto c0 = beta == 0.0 ? torch::zeros({3, 30, 28}, torch::kDouble) : c.to(torch::kDouble);
+          const auto expected = torch::bmm(op_a, op_b).mul(0.75) + beta * c0;
+          const auto magnitude = torch::bmm(op_a.abs(), op_b.abs()).mul(0.75) + beta * c0.abs();
+          batched_gemm(ta, tb, a, b, c, 0.75, beta);
+          EXPECT_TRUE(within_float32_accumulation(c, expected, magnitude, k))
+              << c10::toString(dtype) << " ta " << ta << " tb " << tb << " beta " << beta;
+          EXPECT_TRUE(c_big.slice(2, 0, 2).isnan().all().item<bool>() || beta != 0.0) << "wrote outside C";
+        }
+      }
+    }
+  }
+}
+
+TEST(Sgemm, LowPrecisionInputsAccumulateInFloat32) {
+  torch::manual_seed(7);
+  const int64_t k = 700;
+  for (auto dtype : {torch::kBFloat16, torch::kHalf}) {
+    for (bool ta : {false, true}) {
+      for (bool tb : {false, true}) {
+        auto a = (ta ? torch::randn({k, 45}) : torch::randn({45, k})).to(dtype);  // op(A) [45, K]
+        auto b = (tb ? torch::randn({37, k}) : torch::randn({k, 37})).to(dtype);  // op(B) [K, 37]
+        auto c = torch::randn({45, 37});
+        const auto op_a = (ta ? a.t() : a).to(torch::kDouble), op_b = (tb ? b.t() : b).to(torch::kDouble);
+        const auto c0 = c.to(torch::kDouble);
+        const auto expected = 2.0 * torch::mm(op_a, op_b) - 0.5 * c0;
+        const auto magnitude = 2.0 * torch::mm(op_a.abs(), op_b.abs()) + 0.5 * c0.abs();
+        sgemm(ta, tb, a, b, c, 2.0f, -0.5f);
+        EXPECT_TRUE(within_float32_accumulation(c, expected, magnitude, k))
+            << c10::toString(dtype) << " ta " << ta << " tb " << tb;
+      }
+    }
+  }
+}
+
+// The dtype rules of gemm.h: A and B share a dtype; C has it, or is float32 for bfloat16/float16.
+TEST(Sgemm, RefusesMixedDtypesOutsideTheContract) {
+  auto f = torch::randn({4, 4}), h = f.to(torch::kBFloat16), d = f.to(torch::kDouble);
+  auto c = torch::empty({4, 4}), c_d = torch::empty({4, 4}, torch::kDouble);
+  EXPECT_THROW(sgemm(false, false, h, f, c), c10::Error);    // A and B differ
+  EXPECT_THROW(sgemm(false, false, h, h, c_d), c10::Error);  // bfloat16 into float64
+  EXPECT_THROW(sgemm(false, false, f, f, c_d), c10::Error);  // float32 into float64
+  auto c3 = torch::empty({1, 4, 4}, torch::kDouble);
+  EXPECT_THROW(batched_gemm(false, false, d.unsqueeze(0), f.unsqueeze(0), c3), c10::Error);
+  auto c_h = torch::empty({4, 4}, torch::kBFloat16);  // bfloat16 throughout: allowed (torch fallback)
+  sgemm(false, false, h, h, c_h);
+  EXPECT_TRUE(torch::allclose(c_h.to(torch::kFloat), torch::mm(h, h).to(torch::kFloat)));
+}
+
 TEST(BatchedGemm, RefusesMismatchedShapes) {
   auto a = torch::randn({2, 3, 4}), b = torch::randn({2, 5, 6});
   auto c = torch::empty({2, 3, 6});
@@ -122,16 +213,27 @@ TEST(BatchedGemm, RefusesMismatchedShapes) {
 // and the process alive.
 extern "C" void count_signal(int) {}
 
+// Runs `iterations` products of `dtype` inputs into float32 under the storm; returns the mismatches.
+int64_t products_under_storm(torch::ScalarType dtype, int iterations) {
+  torch::manual_seed(9);
+  const auto a = torch::randn({256, 192}).to(dtype), b = torch::randn({192, 224}).to(dtype);
+  auto expected = torch::empty({256, 224});
+  sgemm(false, false, a, b, expected);
+  int64_t mismatches = 0;
+  for (int i = 0; i < iterations; ++i) {
+    auto c = torch::full({256, 224}, std::numeric_limits<float>::quiet_NaN());
+    sgemm(false, false, a, b, c);
+    mismatches += torch::equal(c, expected) ? 0 : 1;  // the same kernel on the same data: bit for bit
+  }
+  return mismatches;
+}
+
 TEST(Sgemm, ExactAndAliveUnderASignalStorm) {
   struct sigaction action {
   }, previous{};
   action.sa_handler = count_signal;
   sigemptyset(&action.sa_mask);
   ASSERT_EQ(sigaction(SIGUSR2, &action, &previous), 0);
-  torch::manual_seed(9);
-  const auto a = torch::randn({256, 192}), b = torch::randn({192, 224});
-  auto expected = torch::empty({256, 224});
-  sgemm(false, false, a, b, expected);
   std::atomic<bool> done{false};
   std::thread storm([&] {
     while (!done) {
@@ -139,16 +241,13 @@ TEST(Sgemm, ExactAndAliveUnderASignalStorm) {
       std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
   });
-  int64_t mismatches = 0;
-  for (int i = 0; i < 3000; ++i) {
-    auto c = torch::full({256, 224}, std::numeric_limits<float>::quiet_NaN());
-    sgemm(false, false, a, b, c);
-    mismatches += torch::equal(c, expected) ? 0 : 1;  // the same kernel on the same data: bit for bit
-  }
+  const int64_t float_mismatches = products_under_storm(torch::kFloat, 3000);    // oneDNN sgemm
+  const int64_t bf16_mismatches = products_under_storm(torch::kBFloat16, 3000);  // gemm_bf16bf16f32
   done = true;
   storm.join();
   sigaction(SIGUSR2, &previous, nullptr);
-  EXPECT_EQ(mismatches, 0);
+  EXPECT_EQ(float_mismatches, 0);
+  EXPECT_EQ(bf16_mismatches, 0);
 }
 
 }  // namespace

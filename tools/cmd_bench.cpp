@@ -4,7 +4,8 @@
 // bench attention times each attention implementation (ops/attention.h) forward and forward+backward
 // for B = 8, H = 8, Dk = Dv = 64 and T = 128..1024 by default: the median of interleaved
 // repetitions (impl A, B, C, A, B, C, ...) so that a slow spell of the machine hits all of them
-// alike. It also measures the machine's sgemm rate in the same run, and the bytes each
+// alike. It also measures the machine's sgemm rate in the same run (and, for --dtype bfloat16, the rate
+// of bfloat16 products with float32 accumulation, which that table is measured against), and the bytes each
 // implementation keeps for backward, counted by a CPU allocator that tracks live bytes: what the
 // graph holds after forward, beyond the inputs and the output.
 //
@@ -26,6 +27,7 @@
 #include "cli.h"
 #include "config/load.h"
 #include "ops/attention.h"
+#include "ops/gemm.h"
 #include "runtime/threads.h"
 #include "sgemm_rate.h"
 
@@ -132,8 +134,27 @@ std::pair<double, double> time_once(const std::vector<torch::Tensor>& x, const t
   return {fwd, ms_since(start)};
 }
 
+torch::ScalarType dtype_of(const std::string& name) {
+  return name == "float64" ? torch::kDouble : name == "bfloat16" ? torch::kBFloat16 : torch::kFloat;
+}
+
+// GFLOP/s of 2048×2048×2048 products of bfloat16 matrices into float32 through qkv::sgemm (oneDNN's
+// gemm_bf16bf16f32 where it runs): the median of `repetitions` after one warm-up.
+double measure_bf16_gemm(int repetitions) {
+  constexpr int64_t n = 2048;
+  auto a = torch::randn({n, n}).to(torch::kBFloat16), b = torch::randn({n, n}).to(torch::kBFloat16);
+  auto c = torch::empty({n, n});
+  std::vector<double> ms;
+  for (int r = -1; r < repetitions; ++r) {
+    const auto start = Clock::now();
+    sgemm(false, false, a, b, c);
+    if (r >= 0) ms.push_back(ms_since(start));
+  }
+  return 2.0 * n * n * n / (median(ms) * 1e6);
+}
+
 std::vector<Row> bench_length(const BenchOptions& o, int64_t t) {
-  const auto dtype = o.dtype == "float64" ? torch::kDouble : torch::kFloat;
+  const auto dtype = dtype_of(o.dtype);
   const auto options = torch::TensorOptions().dtype(dtype).requires_grad(true);
   std::vector<torch::Tensor> x{torch::randn({o.batch, o.heads, t, o.dk}, options),
                                torch::randn({o.batch, o.heads, t, o.dk}, options),
@@ -166,20 +187,27 @@ std::vector<Row> bench_length(const BenchOptions& o, int64_t t) {
   return rows;
 }
 
-void print_table(const std::vector<Row>& rows, const SgemmRates& rates) {
-  const double sgemm = rates.best();
+// `peak` is the sgemm rate, or the bfloat16 product rate (bf16_gemm > 0) for a bfloat16 table.
+void print_table(const std::vector<Row>& rows, const SgemmRates& rates, double bf16_gemm) {
+  const double peak = bf16_gemm > 0 ? bf16_gemm : rates.best();
   fmt::print("{:<18} {:>6} {:>10} {:>13} {:>9} {:>7} {:>12} {:>10}\n", "impl", "T", "fwd ms", "fwd+bwd ms",
-             "GFLOP/s", "%sgemm", "saved MiB", "vs ref");
+             "GFLOP/s", bf16_gemm > 0 ? "%bf16mm" : "%sgemm", "saved MiB", "vs ref");
   for (const auto& row : rows) {
     double reference_ms = 0;
     for (const auto& other : rows) {
       if (other.t == row.t && other.impl == "reference") reference_ms = other.fwd_bwd_ms;
     }
     fmt::print("{:<18} {:>6} {:>10.2f} {:>13.2f} {:>9.1f} {:>6.0f}% {:>12.2f} {:>10}\n", row.impl, row.t,
-               row.fwd_ms, row.fwd_bwd_ms, row.gflops, 100 * row.gflops / sgemm, row.saved_bytes / 1048576.0,
+               row.fwd_ms, row.fwd_bwd_ms, row.gflops, 100 * row.gflops / peak, row.saved_bytes / 1048576.0,
                reference_ms > 0 ? fmt::format("{:.2f}x", reference_ms / row.fwd_bwd_ms) : "-");
   }
   fmt::print("{}\n", rates.describe());
+  if (bf16_gemm > 0) {
+    fmt::print(
+        "bfloat16 x bfloat16 -> float32 products: {:.1f} GFLOP/s (2048x2048, median, this run); "
+        "%bf16mm is against it\n",
+        bf16_gemm);
+  }
 }
 
 void bench_attention(const BenchOptions& o) {
@@ -192,6 +220,7 @@ void bench_attention(const BenchOptions& o) {
                o.dropout > 0 ? fmt::format(" dropout={}", o.dropout) : "", o.repetitions, describe_threads());
   }
   const SgemmRates sgemm = measure_sgemm(5);
+  const double bf16_gemm = o.dtype == "bfloat16" ? measure_bf16_gemm(5) : 0.0;
   std::vector<Row> rows;
   for (int64_t t : o.lengths) {
     for (auto& row : bench_length(o, t)) {
@@ -208,13 +237,13 @@ void bench_attention(const BenchOptions& o) {
     }
   }
   if (o.json) {
-    std::cout << nlohmann::json{{"sgemm_gflops", sgemm.best()},
-                                {"sgemm_blas_gflops", sgemm.blas},
-                                {"sgemm_onednn_gflops", sgemm.onednn}}
-                     .dump()
-              << std::endl;
+    nlohmann::json rates{{"sgemm_gflops", sgemm.best()},
+                         {"sgemm_blas_gflops", sgemm.blas},
+                         {"sgemm_onednn_gflops", sgemm.onednn}};
+    if (bf16_gemm > 0) rates["bf16_gemm_gflops"] = bf16_gemm;
+    std::cout << rates.dump() << std::endl;
   } else {
-    print_table(rows, sgemm);
+    print_table(rows, sgemm, bf16_gemm);
   }
 }
 
@@ -232,8 +261,8 @@ void setup_bench(CLI::App& app) {
   attention->add_option("--lengths", options->lengths, "Sequence lengths T (comma-separated)")
       ->delimiter(',')
       ->check(CLI::PositiveNumber);
-  attention->add_option("--dtype", options->dtype, "float32 or float64")
-      ->check(CLI::IsMember({"float32", "float64"}));
+  attention->add_option("--dtype", options->dtype, "float32, float64 or bfloat16")
+      ->check(CLI::IsMember({"float32", "float64", "bfloat16"}));
   attention->add_option("--repetitions", options->repetitions, "Timed runs per implementation")
       ->check(CLI::PositiveNumber);
   attention->add_option("--impl", options->impls, "Implementations to time (comma-separated)")

@@ -32,7 +32,7 @@ torch::Tensor attention_probabilities(const torch::Tensor& q, const torch::Tenso
   // k stands in for v: the probabilities never touch the values.
   const auto pr = detail::make_problem(q.detach(), k.detach(), k.detach(), key_padding_mask, causal, s,
                                        /*dropout_p=*/0.0, /*seed=*/0);
-  return detail::probabilities(pr).view({q.size(0), q.size(1), q.size(2), k.size(2)});
+  return detail::probabilities(pr).view({q.size(0), q.size(1), q.size(2), k.size(2)}).to(q.scalar_type());
 }
 
 }  // namespace qkv

@@ -10,6 +10,12 @@
 // schema names the implementation with a string ("standard", "memory_efficient", "reference": the
 // spellings of base/enums.h); C++ callers pass the enum.
 //
+// Dtypes: float32 and float64 everywhere; bfloat16 on the CPU and CUDA, float16 on CUDA. With the
+// low-precision dtypes the per-head matrix products take bfloat16/float16 operands (on the CPU
+// through oneDNN's gemm_bf16bf16f32, ops/gemm.h) and accumulate in float32; the scores, the softmax
+// and its running maximum and sum, and every accumulator stay float32; the output and the gradients
+// come back in the inputs' dtype.
+//
 // Dimensions: B = batch, H = heads, Tq = query length, Tk = key length, Dk = query/key width,
 // Dv = value width.
 #pragma once
@@ -35,8 +41,8 @@ struct AttentionOptions {
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const AttentionOptions& options = {});
 
-// The probabilities softmax(Q Kᵀ · scale + mask) without dropout, [B, H, Tq, Tk], for pictures and
-// tests. Not differentiable through the hand-written path.
+// The probabilities softmax(Q Kᵀ · scale + mask) without dropout, [B, H, Tq, Tk] in q's dtype, for
+// pictures and tests. Not differentiable through the hand-written path.
 torch::Tensor attention_probabilities(const torch::Tensor& q, const torch::Tensor& k,
                                       const torch::Tensor& key_padding_mask, bool causal,
                                       std::optional<double> scale = std::nullopt);

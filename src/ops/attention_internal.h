@@ -6,6 +6,12 @@
 //   Dk = query/key width, Dv = value width.
 // Masks are additive biases (0 = visible, -inf = hidden) built per tile, so no [B, H, Tq, Tk] mask is
 // ever materialised by the hand-written implementations.
+//
+// Precision: Q, K, V come in float32, float64, bfloat16 or (on CUDA) float16. The matrix products
+// take their operands in that dtype; everything else (scores, probabilities, the online softmax's
+// running maximum and sum, the output and gradient accumulators) is held in the accumulation dtype:
+// the inputs' own for float32 and float64, float32 for bfloat16 and float16. Results are returned in
+// the inputs' dtype.
 #pragma once
 
 #include <algorithm>
@@ -40,16 +46,23 @@ int64_t draw_dropout_seed();
 
 // One attention problem with the heads flattened: the inputs of every kernel.
 struct Problem {
-  torch::Tensor q;         // [N, Tq, Dk], already multiplied by `scale`
+  torch::Tensor q;         // [N, Tq, Dk], unscaled: the products with Q take `scale` as their α
   torch::Tensor k;         // [N, Tk, Dk]
   torch::Tensor v;         // [N, Tk, Dv]
-  torch::Tensor pad_bias;  // [N, 1, Tk] additive (0 / -inf), undefined without padding mask
+  torch::Tensor pad_bias;  // [N, 1, Tk] additive (0 / -inf) in the accumulation dtype; undefined
+                           // without padding mask
   bool causal = false;     // query i sees keys j <= i + offset
   int64_t offset = 0;      // Tk - Tq: queries are aligned to the end of the keys
   double scale = 1.0;
   double dropout_p = 0.0;
   int64_t seed = 0;  // dropout stream, used only when dropout_p > 0
   int64_t batch = 0, heads = 0;
+
+  // The inputs' dtype (the products' operands) and the accumulation dtype (see the top of this file).
+  torch::ScalarType dtype() const { return q.scalar_type(); }
+  torch::TensorOptions acc() const;
+  // x in the inputs' dtype, for a product with Q, K, V or dO (x itself when it already is).
+  torch::Tensor operand(const torch::Tensor& x) const { return x.to(dtype()); }
 
   int64_t n() const { return q.size(0); }
   int64_t tq() const { return q.size(1); }
@@ -68,7 +81,7 @@ Problem make_problem(const torch::Tensor& q, const torch::Tensor& k, const torch
 torch::Tensor tile_bias(const Problem& pr, int64_t n0, int64_t n1, int64_t i0, int64_t i1, int64_t j0,
                         int64_t j1);
 
-// Scores S = (scale·Q) Kᵀ + bias of one tile, written into `out` [n, bq, bk].
+// Scores S = scale·Q Kᵀ + bias of one tile, written into `out` [n, bq, bk] (accumulation dtype).
 void tile_scores(const Problem& pr, int64_t n0, int64_t n1, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
                  torch::Tensor& out);
 
@@ -109,26 +122,30 @@ void for_each_tile(const Problem& pr, const TilePlan& plan, F&& f) {
 // --- the three implementations (attention_standard.cpp, attention_memory_efficient.cpp,
 // attention_reference.cpp); shapes are the flattened ones of Problem --------------------------------
 
-// out [N, Tq, Dv]; probs [N, Tq, Tk] (without dropout) when `save_probs`, else undefined.
+// out [N, Tq, Dv]; probs [N, Tq, Tk] (without dropout, in the inputs' dtype: the operand of the
+// products that use it) when `save_probs`, else undefined.
 std::tuple<torch::Tensor, torch::Tensor> standard_forward(const Problem& pr, bool save_probs);
-// Returns dq [N, Tq, Dk] (with respect to the unscaled q), dk [N, Tk, Dk], dv [N, Tk, Dv].
+// Returns dq [N, Tq, Dk], dk [N, Tk, Dk], dv [N, Tk, Dv] in the inputs' dtype.
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> standard_backward(const Problem& pr,
                                                                           const torch::Tensor& out,
                                                                           const torch::Tensor& probs,
                                                                           const torch::Tensor& grad_out);
 
-// out [N, Tq, Dv]; lse [N, Tq, 1], the log-sum-exp of each score row (0 for a fully masked row).
+// out [N, Tq, Dv]; lse [N, Tq, 1] in the accumulation dtype, the log-sum-exp of each score row (0 for
+// a fully masked row).
 std::tuple<torch::Tensor, torch::Tensor> memory_efficient_forward(const Problem& pr);
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> memory_efficient_backward(
     const Problem& pr, const torch::Tensor& out, const torch::Tensor& lse, const torch::Tensor& grad_out);
 
 // Composite libtorch ops on the unflattened tensors, differentiated by autograd:
-// q [B, H, Tq, Dk] -> [B, H, Tq, Dv].
+// q [B, H, Tq, Dk] -> [B, H, Tq, Dv]. bfloat16 and float16 inputs are upcast to float32 (autograd
+// casts the gradients back): the exact products of the low-precision values, summed in float32.
 torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                   const torch::Tensor& key_padding_mask, bool causal, double scale,
                                   double dropout_p, int64_t seed);
 
-// The probabilities [N, Tq, Tk] without dropout (attention_probabilities in attention.h).
+// The probabilities [N, Tq, Tk] without dropout, in the accumulation dtype (attention_probabilities
+// in attention.h).
 torch::Tensor probabilities(const Problem& pr);
 
 }  // namespace qkv::detail

@@ -3,6 +3,8 @@
 // running sum ℓ and an unnormalised output per query row; it saves only Q, K, V, O and the per-row
 // log-sum-exp L = m + log ℓ, i.e. O(T) memory beyond the inputs. Backward recomputes each block of
 // probabilities as P = exp(S − L) and regenerates its dropout mask from the saved seed.
+// m, ℓ, L, the scores and the accumulators are in the accumulation dtype (attention_internal.h); the
+// blocks of E and dS enter the products in the inputs' dtype.
 //
 // Dimensions: N = batch·heads, Tq, Tk = query and key lengths, Dk, Dv = widths;
 // a tile has n heads and bq query rows, a key block bk keys.
@@ -17,21 +19,22 @@
 namespace qkv::detail {
 
 // Forward, per tile of query rows, over key blocks j (with m = -inf, ℓ = 0, A = 0 at the start):
-//   1. S_j = (scale·Q) K_jᵀ + mask                       [n, bq, bk]
+//   1. S_j = scale·Q K_jᵀ + mask                         [n, bq, bk]
 //   2. m' = max(m, rowmax S_j);  E_j = exp(S_j − m')      (E_j = 0 where S_j = -inf)
 //   3. ℓ = ℓ·exp(m − m') + rowsum E_j
 //   4. A = A·exp(m − m') + (E_j ∘ M_j / (1 − p)) V_j      [n, bq, Dv]
 // and at the end O = A / ℓ, L = m + log ℓ (O = 0, L = 0 for a row with no visible key).
 std::tuple<torch::Tensor, torch::Tensor> memory_efficient_forward(const Problem& pr) {
   const auto plan = plan_tiles(pr, false);
+  const auto f = pr.acc();
   auto out = torch::empty({pr.n(), pr.tq(), pr.v.size(2)}, pr.q.options());  // [N, Tq, Dv]
-  auto lse = torch::empty({pr.n(), pr.tq(), 1}, pr.q.options());             // [N, Tq, 1]
+  auto lse = torch::empty({pr.n(), pr.tq(), 1}, f);                          // [N, Tq, 1]
   for_each_tile(pr, plan, [&](int64_t n0, int64_t n1, int64_t i0, int64_t i1) {
     const int64_t n = n1 - n0, bq = i1 - i0, ke = pr.key_end(i1);
-    auto m = torch::full({n, bq, 1}, -std::numeric_limits<double>::infinity(), pr.q.options());
-    auto l = torch::zeros({n, bq, 1}, pr.q.options());                 // [n, bq, 1]
-    auto acc = torch::zeros({n, bq, pr.v.size(2)}, pr.q.options());    // [n, bq, Dv]
-    auto s_buffer = torch::empty({n, bq, plan.keys}, pr.q.options());  // [n, bq, bk]
+    auto m = torch::full({n, bq, 1}, -std::numeric_limits<double>::infinity(), f);  // [n, bq, 1]
+    auto l = torch::zeros({n, bq, 1}, f);                                           // [n, bq, 1]
+    auto acc = torch::zeros({n, bq, pr.v.size(2)}, f);                              // [n, bq, Dv]
+    auto s_buffer = torch::empty({n, bq, plan.keys}, f);                            // [n, bq, bk]
     for (int64_t j0 = 0; j0 < ke; j0 += plan.keys) {
       const int64_t j1 = std::min(j0 + plan.keys, ke);
       auto s = s_buffer.slice(2, 0, j1 - j0);                     // [n, bq, bk]
@@ -42,10 +45,10 @@ std::tuple<torch::Tensor, torch::Tensor> memory_efficient_forward(const Problem&
       auto rescale = (m - m_safe).exp_();                 // [n, bq, 1]; 0 on the first block
       l.mul_(rescale).add_(s.sum(-1, /*keepdim=*/true));  // 3
       if (pr.dropout_p > 0) {
-        s.mul_(dropout_keep(pr.seed, pr.dropout_p, n0, n1, i0, i1, j0, j1, pr.q.options()));
+        s.mul_(dropout_keep(pr.seed, pr.dropout_p, n0, n1, i0, i1, j0, j1, f));
       }
       acc.mul_(rescale);
-      batched_gemm(false, false, s, pr.v.slice(0, n0, n1).slice(1, j0, j1), acc, 1.0, 1.0);  // 4
+      batched_gemm(false, false, pr.operand(s), pr.v.slice(0, n0, n1).slice(1, j0, j1), acc, 1.0, 1.0);  // 4
       m = m_new;
     }
     const auto empty = l.eq(0.0);  // [n, bq, 1] rows without a visible key
@@ -57,7 +60,7 @@ std::tuple<torch::Tensor, torch::Tensor> memory_efficient_forward(const Problem&
 
 // Backward, per tile of query rows, over the same key blocks (see attention_standard.cpp for the
 // derivation; D = rowsum(dO ∘ O) replaces rowsum(dP ∘ P), with or without dropout):
-//   1. S_j = (scale·Q) K_jᵀ + mask,  P_j = exp(S_j − L)           recomputed, [n, bq, bk]
+//   1. S_j = scale·Q K_jᵀ + mask,  P_j = exp(S_j − L)             recomputed, [n, bq, bk]
 //   4. dV_j += P̃_jᵀ dO,  dP̃_j = dO V_jᵀ                          (P̃_j = P_j ∘ M_j / (1 − p))
 //   3. dP_j = dP̃_j ∘ M_j / (1 − p)
 //   2. dS_j = P_j ∘ (dP_j − D)
@@ -68,44 +71,47 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> memory_efficient_backwar
   // With a single query block, each key block's dK and dV have one writer, which writes them
   // directly; with several they accumulate. dQ is written by the first key block, then accumulates.
   const bool whole_heads = pr.tq() > 0 && plan.rows >= pr.tq();
-  auto dq = torch::empty_like(pr.q);                                          // [N, Tq, Dk]
-  auto dk = whole_heads ? torch::empty_like(pr.k) : torch::zeros_like(pr.k);  // [N, Tk, Dk]
-  auto dv = whole_heads ? torch::empty_like(pr.v) : torch::zeros_like(pr.v);  // [N, Tk, Dv]
-  auto row_dot = (grad_out * out).sum(-1, /*keepdim=*/true);                  // [N, Tq, 1] D
+  const auto f = pr.acc();
+  auto dq = torch::empty(pr.q.sizes(), f);                                                // [N, Tq, Dk]
+  auto dk = whole_heads ? torch::empty(pr.k.sizes(), f) : torch::zeros(pr.k.sizes(), f);  // [N, Tk, Dk]
+  auto dv = whole_heads ? torch::empty(pr.v.sizes(), f) : torch::zeros(pr.v.sizes(), f);  // [N, Tk, Dv]
+  auto row_dot = (grad_out.to(f) * out.to(f)).sum(-1, /*keepdim=*/true);                  // [N, Tq, 1] D
   for_each_tile(pr, plan, [&](int64_t n0, int64_t n1, int64_t i0, int64_t i1) {
     const int64_t n = n1 - n0, bq = i1 - i0, ke = pr.key_end(i1);
-    auto q = pr.q.slice(0, n0, n1).slice(1, i0, i1);                   // [n, bq, Dk] (scaled)
-    auto d_out = grad_out.slice(0, n0, n1).slice(1, i0, i1);           // [n, bq, Dv]
-    auto tile_lse = lse.slice(0, n0, n1).slice(1, i0, i1);             // [n, bq, 1]
-    auto tile_dot = row_dot.slice(0, n0, n1).slice(1, i0, i1);         // [n, bq, 1]
-    auto dq_tile = dq.slice(0, n0, n1).slice(1, i0, i1);               // [n, bq, Dk]
-    auto p_buffer = torch::empty({n, bq, plan.keys}, pr.q.options());  // [n, bq, bk]
-    if (ke == 0) dq_tile.zero_();                                      // no visible key: no gradient
+    auto q = pr.q.slice(0, n0, n1).slice(1, i0, i1);            // [n, bq, Dk]
+    auto d_out = grad_out.slice(0, n0, n1).slice(1, i0, i1);    // [n, bq, Dv]
+    auto tile_lse = lse.slice(0, n0, n1).slice(1, i0, i1);      // [n, bq, 1]
+    auto tile_dot = row_dot.slice(0, n0, n1).slice(1, i0, i1);  // [n, bq, 1]
+    auto dq_tile = dq.slice(0, n0, n1).slice(1, i0, i1);        // [n, bq, Dk]
+    auto p_buffer = torch::empty({n, bq, plan.keys}, f);        // [n, bq, bk]
+    if (ke == 0) dq_tile.zero_();                               // no visible key: no gradient
     for (int64_t j0 = 0; j0 < ke; j0 += plan.keys) {
       const int64_t j1 = std::min(j0 + plan.keys, ke);
-      auto k = pr.k.slice(0, n0, n1).slice(1, j0, j1);           // [n, bk, Dk]
-      auto v = pr.v.slice(0, n0, n1).slice(1, j0, j1);           // [n, bk, Dv]
-      auto p = p_buffer.slice(2, 0, j1 - j0);                    // [n, bq, bk]
-      tile_scores(pr, n0, n1, i0, i1, j0, j1, p);                // 1. S_j
-      p.sub_(tile_lse).exp_();                                   //    P_j
-      auto dp = torch::empty({n, bq, j1 - j0}, pr.q.options());  // [n, bq, bk]
-      batched_gemm(false, true, d_out, v, dp);                   // dP̃_j = dO V_jᵀ
-      auto p_used = p;                                           // P̃_j
+      auto k = pr.k.slice(0, n0, n1).slice(1, j0, j1);  // [n, bk, Dk]
+      auto v = pr.v.slice(0, n0, n1).slice(1, j0, j1);  // [n, bk, Dv]
+      auto p = p_buffer.slice(2, 0, j1 - j0);           // [n, bq, bk]
+      tile_scores(pr, n0, n1, i0, i1, j0, j1, p);       // 1. S_j
+      p.sub_(tile_lse).exp_();                          //    P_j
+      auto dp = torch::empty({n, bq, j1 - j0}, f);      // [n, bq, bk]
+      batched_gemm(false, true, d_out, v, dp);          // dP̃_j = dO V_jᵀ
+      auto p_used = p;                                  // P̃_j
       if (pr.dropout_p > 0) {
-        auto keep = dropout_keep(pr.seed, pr.dropout_p, n0, n1, i0, i1, j0, j1, pr.q.options());
+        auto keep = dropout_keep(pr.seed, pr.dropout_p, n0, n1, i0, i1, j0, j1, f);
         dp.mul_(keep);  // 3. dP_j
         p_used = p * keep;
       }
-      auto dv_block = dv.slice(0, n0, n1).slice(1, j0, j1);                       // [n, bk, Dv]
-      auto dk_block = dk.slice(0, n0, n1).slice(1, j0, j1);                       // [n, bk, Dk]
-      const double accumulate = whole_heads ? 0.0 : 1.0;                          // β: write, or add
-      batched_gemm(true, false, p_used, d_out, dv_block, 1.0, accumulate);        // 4. dV_j (+)= P̃_jᵀ dO
-      dp.sub_(tile_dot).mul_(p);                                                  // 2. dS_j
-      batched_gemm(false, false, dp, k, dq_tile, pr.scale, j0 == 0 ? 0.0 : 1.0);  // 1. dQ (+)= scale·dS_j K_j
-      batched_gemm(true, false, dp, q, dk_block, 1.0, accumulate);                //    dK_j (+)= dS_jᵀ Q
+      auto dv_block = dv.slice(0, n0, n1).slice(1, j0, j1);  // [n, bk, Dv]
+      auto dk_block = dk.slice(0, n0, n1).slice(1, j0, j1);  // [n, bk, Dk]
+      const double accumulate = whole_heads ? 0.0 : 1.0;     // β: write, or add
+      batched_gemm(true, false, pr.operand(p_used), d_out, dv_block, 1.0,
+                   accumulate);   // 4. dV_j (+)= P̃_jᵀ dO
+      dp.sub_(tile_dot).mul_(p);  // 2. dS_j
+      const auto ds = pr.operand(dp);
+      batched_gemm(false, false, ds, k, dq_tile, pr.scale, j0 == 0 ? 0.0 : 1.0);  // 1. dQ (+)= scale·dS_j K_j
+      batched_gemm(true, false, ds, q, dk_block, pr.scale, accumulate);  //    dK_j (+)= scale·dS_jᵀ Q
     }
   });
-  return {dq, dk, dv};
+  return {dq.to(pr.dtype()), dk.to(pr.dtype()), dv.to(pr.dtype())};
 }
 
 }  // namespace qkv::detail

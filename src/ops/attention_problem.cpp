@@ -31,9 +31,13 @@ void check_inputs(const torch::Tensor& q, const torch::Tensor& k, const torch::T
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
               fmt::format("qkv::attention: q, k, v must be 4-D [B, H, T, D]; got q [{}], k [{}], v [{}]",
                           shape(q), shape(k), shape(v)));
+  const auto dtype = q.scalar_type();
   TORCH_CHECK(
-      q.scalar_type() == torch::kFloat || q.scalar_type() == torch::kDouble,
-      fmt::format("qkv::attention: q must be float32 or float64, got {}", c10::toString(q.scalar_type())));
+      dtype == torch::kFloat || dtype == torch::kDouble || dtype == torch::kBFloat16 || dtype == torch::kHalf,
+      fmt::format("qkv::attention: q must be float32, float64, bfloat16 or float16, got {}",
+                  c10::toString(dtype)));
+  TORCH_CHECK(dtype != torch::kHalf || q.is_cuda(),
+              "qkv::attention: float16 attention runs on CUDA only; use bfloat16 on the CPU");
   TORCH_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(),
               fmt::format("qkv::attention: q, k, v must share one dtype; got {}, {}, {}",
                           c10::toString(q.scalar_type()), c10::toString(k.scalar_type()),
@@ -69,6 +73,11 @@ int64_t draw_dropout_seed() {
   return torch::randint(int64_t{1} << 62, {1}, torch::kLong).item<int64_t>();
 }
 
+torch::TensorOptions Problem::acc() const {
+  const bool low = dtype() == torch::kBFloat16 || dtype() == torch::kHalf;
+  return q.options().dtype(low ? torch::kFloat : dtype());
+}
+
 int64_t Problem::key_end(int64_t row_end) const {
   return causal ? std::clamp<int64_t>(row_end + offset, 0, tk()) : tk();
 }
@@ -80,11 +89,11 @@ Problem make_problem(const torch::Tensor& q, const torch::Tensor& k, const torch
   pr.batch = q.size(0);
   pr.heads = q.size(1);
   const int64_t n = pr.batch * pr.heads;
-  pr.q = q.reshape({n, q.size(2), q.size(3)}).mul(scale);    // [N, Tq, Dk], scaled once: cheaper than S
+  pr.q = q.reshape({n, q.size(2), q.size(3)}).contiguous();  // [N, Tq, Dk]
   pr.k = k.reshape({n, k.size(2), k.size(3)}).contiguous();  // [N, Tk, Dk]
   pr.v = v.reshape({n, v.size(2), v.size(3)}).contiguous();  // [N, Tk, Dv]
   if (key_padding_mask.defined()) {
-    pr.pad_bias = torch::zeros({pr.batch, 1, 1, k.size(2)}, q.options())
+    pr.pad_bias = torch::zeros({pr.batch, 1, 1, k.size(2)}, pr.acc())
                       .masked_fill_(key_padding_mask.view({pr.batch, 1, 1, -1}), kNegInf)
                       .expand({pr.batch, pr.heads, 1, k.size(2)})
                       .reshape({n, 1, k.size(2)});  // [N, 1, Tk]
@@ -103,11 +112,11 @@ torch::Tensor tile_bias(const Problem& pr, int64_t n0, int64_t n1, int64_t i0, i
   if (pr.pad_bias.defined()) bias = pr.pad_bias.slice(0, n0, n1).slice(2, j0, j1);  // [n, 1, bk]
   // Causal: only a block that reaches past the first row's horizon hides anything.
   if (pr.causal && j1 - 1 > i0 + pr.offset) {
-    const auto ints = pr.q.options().dtype(torch::kLong);
+    const auto ints = pr.acc().dtype(torch::kLong);
     auto horizon = torch::arange(i0, i1, ints).add_(pr.offset).unsqueeze(1);  // [bq, 1]
     auto keys = torch::arange(j0, j1, ints).unsqueeze(0);                     // [1, bk]
     auto causal =
-        torch::zeros({i1 - i0, j1 - j0}, pr.q.options()).masked_fill_(keys.gt(horizon), kNegInf);  // [bq, bk]
+        torch::zeros({i1 - i0, j1 - j0}, pr.acc()).masked_fill_(keys.gt(horizon), kNegInf);  // [bq, bk]
     bias = bias.defined() ? bias + causal : causal;  // [n, bq, bk] or [bq, bk]
   }
   return bias;
@@ -120,9 +129,9 @@ void tile_scores(const Problem& pr, int64_t n0, int64_t n1, int64_t i0, int64_t 
   auto bias = tile_bias(pr, n0, n1, i0, i1, j0, j1);
   if (bias.defined()) {
     out.copy_(bias.expand({n1 - n0, i1 - i0, j1 - j0}));
-    batched_gemm(false, true, q, k, out, 1.0, 1.0);  // [n, bq, bk] = bias + Q Kᵀ
+    batched_gemm(false, true, q, k, out, pr.scale, 1.0);  // [n, bq, bk] = bias + scale·Q Kᵀ
   } else {
-    batched_gemm(false, true, q, k, out);  // [n, bq, bk] = Q Kᵀ
+    batched_gemm(false, true, q, k, out, pr.scale);  // [n, bq, bk] = scale·Q Kᵀ
   }
 }
 
@@ -147,7 +156,8 @@ TilePlan plan_tiles(const Problem& pr, bool all_keys) {
   constexpr int64_t kDeviceTileBytes = int64_t{256} << 20;
   constexpr int64_t kCpuKeyBlock = 256, kDeviceKeyBlock = 4096;
   const bool cpu = pr.q.is_cpu();
-  const int64_t elems = (cpu ? kCpuTileBytes : kDeviceTileBytes) / pr.q.element_size();
+  const int64_t score_bytes = static_cast<int64_t>(c10::elementSize(pr.acc().dtype().toScalarType()));
+  const int64_t elems = (cpu ? kCpuTileBytes : kDeviceTileBytes) / score_bytes;  // score tiles
   const int64_t tq = std::max<int64_t>(pr.tq(), 1), tk = std::max<int64_t>(pr.tk(), 1);
   TilePlan plan;
   plan.keys = all_keys ? tk : std::min<int64_t>(tk, cpu ? kCpuKeyBlock : kDeviceKeyBlock);

@@ -1,7 +1,7 @@
 // Reference attention: softmax(Q Kᵀ · scale + mask) V written with libtorch's composite ops and
 // differentiated by autograd, the yardstick the hand-written implementations are tested and timed
 // against. It materialises the whole mask (when there is one) and every intermediate, as a direct
-// composition would.
+// composition would. bfloat16 and float16 inputs are upcast to float32.
 //
 // Dimensions: B = batch, H = heads, Tq, Tk = query and key lengths, Dk, Dv = widths.
 #include <limits>
@@ -16,6 +16,12 @@ namespace qkv::detail {
 torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                   const torch::Tensor& key_padding_mask, bool causal, double scale,
                                   double dropout_p, int64_t seed) {
+  if (q.scalar_type() == torch::kBFloat16 || q.scalar_type() == torch::kHalf) {
+    // Upcast: the products of the low-precision values are exact in float32 and summed there.
+    return reference_attention(q.to(torch::kFloat), k.to(torch::kFloat), v.to(torch::kFloat),
+                               key_padding_mask, causal, scale, dropout_p, seed)
+        .to(q.scalar_type());  // [B, H, Tq, Dv]
+  }
   const int64_t b = q.size(0), h = q.size(1), tq = q.size(2), tk = k.size(2);
   auto scores = at::matmul(q, k.transpose(-2, -1)).mul(scale);  // [B, H, Tq, Tk]
   torch::Tensor probs;

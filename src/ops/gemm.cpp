@@ -1,4 +1,5 @@
-// Matrix products through oneDNN's sgemm (linear layers, attention tiles): see gemm.h.
+// Matrix products through oneDNN's sgemm and gemm_bf16bf16f32 (linear layers, attention tiles): see
+// gemm.h.
 //
 // Dimensions: N = rows, I = in features, O = out features.
 #include "ops/gemm.h"
@@ -17,15 +18,77 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
-// oneDNN's C API (dnnl.h, oneDNN 2.x): row-major sgemm; returns dnnl_success = 0. Looked up at run
-// time in the libdnnl.so.2 that libtorch_cpu loads, so no oneDNN headers or link flags are needed.
+// oneDNN's C API (dnnl.h, oneDNN 2.x): row-major products C = α·op(A)·op(B) + β·C, returning
+// dnnl_success = 0. Looked up at run time in the libdnnl.so.2 that libtorch_cpu loads, so no oneDNN
+// headers or link flags are needed. bfloat16 travels as its 16 raw bits.
 using DnnlSgemm = int (*)(char transa, char transb, int64_t m, int64_t n, int64_t k, float alpha,
                           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                           int64_t ldc);
+using DnnlGemmBf16 = int (*)(char transa, char transb, int64_t m, int64_t n, int64_t k, float alpha,
+                             const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb, float beta,
+                             float* c, int64_t ldc);
 
 DnnlSgemm dnnl_sgemm() {
   static const auto fn = reinterpret_cast<DnnlSgemm>(dlsym(RTLD_DEFAULT, "dnnl_sgemm"));
   return fn;
+}
+
+// gemm_bf16bf16f32 needs AVX-512 (it emulates the bf16 dot products on CPUs without AVX512-BF16) and
+// answers dnnl_unimplemented elsewhere: one 1×1×1 product at first use says whether it runs here.
+DnnlGemmBf16 dnnl_gemm_bf16() {
+  static const DnnlGemmBf16 fn = []() -> DnnlGemmBf16 {
+    auto found = reinterpret_cast<DnnlGemmBf16>(dlsym(RTLD_DEFAULT, "dnnl_gemm_bf16bf16f32"));
+    if (found == nullptr) return nullptr;
+    const uint16_t one = 0x3f80;  // 1.0 in bfloat16
+    float c = 0.0f;
+    const DeferSignals no_signals_inside_the_kernel;  // defer_signals.h
+    return found('N', 'N', 1, 1, 1, 1.0f, &one, 1, &one, 1, 0.0f, &c, 1) == 0 && c == 1.0f ? found : nullptr;
+  }();
+  return fn;
+}
+
+bool is_low_precision(torch::ScalarType t) {
+  return t == torch::kBFloat16 || t == torch::kHalf;
+}
+
+// The dtype and device rules of gemm.h, checked once per call.
+void check_operands(const char* who, const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& c) {
+  const auto ta = a.scalar_type(), tc = c.scalar_type();
+  TORCH_CHECK(b.scalar_type() == ta && (tc == ta || (tc == torch::kFloat && is_low_precision(ta))), who,
+              ": dtypes ", ta, " x ", b.scalar_type(), " -> ", tc,
+              " are not supported (A and B share one dtype; C has it too, or is float32 when A and B are "
+              "bfloat16 or float16)");
+  TORCH_CHECK(b.device() == a.device() && c.device() == a.device(), who,
+              ": A, B and C must be on one device");
+}
+
+// Which kernel runs a product of the given operands (already checked).
+enum class Kernel { OneDnnFloat, OneDnnBf16, Torch };
+
+Kernel choose_kernel(const torch::Tensor& a, const torch::Tensor& c) {
+  if (!a.device().is_cpu() || a.is_sparse() || c.scalar_type() != torch::kFloat) return Kernel::Torch;
+  if (a.scalar_type() == torch::kFloat && dnnl_sgemm() != nullptr) return Kernel::OneDnnFloat;
+  if (a.scalar_type() == torch::kBFloat16 && dnnl_gemm_bf16() != nullptr) return Kernel::OneDnnBf16;
+  return Kernel::Torch;
+}
+
+// One row-major product through oneDNN; `a` and `b` point at float or bfloat16 elements as `kernel`
+// says. The caller holds a DeferSignals guard.
+void onednn_gemm(Kernel kernel, bool t_a, bool t_b, int64_t m, int64_t n, int64_t k, float alpha,
+                 const void* a, int64_t lda, const void* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const char ta = t_a ? 'T' : 'N', tb = t_b ? 'T' : 'N';
+  const int status = kernel == Kernel::OneDnnFloat
+                         ? dnnl_sgemm()(ta, tb, m, n, k, alpha, static_cast<const float*>(a), lda,
+                                        static_cast<const float*>(b), ldb, beta, c, ldc)
+                         : dnnl_gemm_bf16()(ta, tb, m, n, k, alpha, static_cast<const uint16_t*>(a), lda,
+                                            static_cast<const uint16_t*>(b), ldb, beta, c, ldc);
+  TORCH_CHECK(status == 0, "oneDNN ", kernel == Kernel::OneDnnFloat ? "sgemm" : "gemm_bf16bf16f32",
+              " failed with status ", status);
+}
+
+// A and B in C's dtype for the torch fallback: the mixed case computes in float32.
+torch::Tensor in_dtype_of(const torch::Tensor& x, const torch::Tensor& c) {
+  return x.scalar_type() == c.scalar_type() ? x : x.to(c.scalar_type());
 }
 
 bool onednn_applies(const torch::Tensor& t) {
@@ -95,27 +158,37 @@ bool onednn_sgemm_available() {
   return dnnl_sgemm() != nullptr;
 }
 
+bool onednn_bf16_gemm_available() {
+  return dnnl_gemm_bf16() != nullptr;
+}
+
 void sgemm(bool t_a, bool t_b, const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c, float alpha,
            float beta) {
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && c.dim() == 2, "sgemm: matrices expected");
   TORCH_CHECK(a.is_contiguous() && b.is_contiguous() && c.is_contiguous(),
               "sgemm: contiguous matrices expected");
+  check_operands("sgemm", a, b, c);
   const int64_t m = t_a ? a.size(1) : a.size(0);
   const int64_t k = t_a ? a.size(0) : a.size(1);
   const int64_t n = t_b ? b.size(0) : b.size(1);
   TORCH_CHECK((t_b ? b.size(1) : b.size(0)) == k && c.size(0) == m && c.size(1) == n, "sgemm: shapes ",
               a.sizes(), (t_a ? "ᵀ" : ""), " x ", b.sizes(), (t_b ? "ᵀ" : ""), " -> ", c.sizes(),
               " do not match");
-  auto fn = dnnl_sgemm();
-  const bool onednn = fn != nullptr && onednn_applies(a) && onednn_applies(b) && onednn_applies(c);
-  if (!onednn || m == 0 || n == 0 || k == 0) {
-    c.addmm_(t_a ? a.t() : a, t_b ? b.t() : b, beta, alpha);
+  const Kernel kernel = choose_kernel(a, c);
+  if (kernel == Kernel::Torch || m == 0 || n == 0 || k == 0) {
+    const auto a_c = in_dtype_of(a, c), b_c = in_dtype_of(b, c);
+    const auto op_a = t_a ? a_c.t() : a_c, op_b = t_b ? b_c.t() : b_c;
+    if (beta == 0.0f) {  // C's old contents ignored, NaN included
+      at::mm_out(c, op_a, op_b);
+      if (alpha != 1.0f) c.mul_(alpha);
+    } else {
+      c.addmm_(op_a, op_b, beta, alpha);
+    }
     return;
   }
   const DeferSignals no_signals_inside_the_kernel;  // defer_signals.h
-  const int status = fn(t_a ? 'T' : 'N', t_b ? 'T' : 'N', m, n, k, alpha, a.data_ptr<float>(), a.size(1),
-                        b.data_ptr<float>(), b.size(1), beta, c.data_ptr<float>(), n);
-  TORCH_CHECK(status == 0, "oneDNN sgemm failed with status ", status);
+  onednn_gemm(kernel, t_a, t_b, m, n, k, alpha, a.data_ptr(), a.size(1), b.data_ptr(), b.size(1), beta,
+              c.data_ptr<float>(), n);
 }
 
 namespace {
@@ -134,18 +207,19 @@ int64_t row_major_ld(const torch::Tensor& t) {
 void batched_gemm(bool t_a, bool t_b, const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c,
                   double alpha, double beta) {
   TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && c.dim() == 3, "batched_gemm: 3-D tensors expected");
+  check_operands("batched_gemm", a, b, c);
   const int64_t batch = c.size(0);
   const int64_t m = c.size(1), n = c.size(2), k = t_a ? a.size(1) : a.size(2);
   TORCH_CHECK(a.size(0) == batch && b.size(0) == batch && (t_a ? a.size(2) : a.size(1)) == m &&
                   (t_b ? b.size(1) : b.size(2)) == n && (t_b ? b.size(2) : b.size(1)) == k,
               "batched_gemm: shapes ", a.sizes(), (t_a ? "ᵀ" : ""), " x ", b.sizes(), (t_b ? "ᵀ" : ""),
               " -> ", c.sizes(), " do not match");
-  auto fn = dnnl_sgemm();
+  const Kernel kernel = choose_kernel(a, c);
   const int64_t lda = row_major_ld(a), ldb = row_major_ld(b), ldc = row_major_ld(c);
-  const bool onednn = fn != nullptr && onednn_applies(a) && onednn_applies(b) && onednn_applies(c) &&
-                      lda > 0 && ldb > 0 && ldc > 0 && m > 0 && n > 0 && k > 0;
+  const bool onednn = kernel != Kernel::Torch && lda > 0 && ldb > 0 && ldc > 0 && m > 0 && n > 0 && k > 0;
   if (!onednn) {
-    const auto op_a = t_a ? a.transpose(1, 2) : a, op_b = t_b ? b.transpose(1, 2) : b;
+    const auto a_c = in_dtype_of(a, c), b_c = in_dtype_of(b, c);
+    const auto op_a = t_a ? a_c.transpose(1, 2) : a_c, op_b = t_b ? b_c.transpose(1, 2) : b_c;
     if (beta == 0.0) {  // baddbmm_ would multiply C's old contents by 0, keeping NaN
       at::bmm_out(c, op_a, op_b);
       if (alpha != 1.0) c.mul_(alpha);
@@ -154,15 +228,14 @@ void batched_gemm(bool t_a, bool t_b, const torch::Tensor& a, const torch::Tenso
     }
     return;
   }
-  const float* pa = a.data_ptr<float>();
-  const float* pb = b.data_ptr<float>();
+  const auto* pa = static_cast<const char*>(a.data_ptr());
+  const auto* pb = static_cast<const char*>(b.data_ptr());
   float* pc = c.data_ptr<float>();
+  const int64_t step_a = a.stride(0) * a.element_size(), step_b = b.stride(0) * b.element_size();
   const DeferSignals no_signals_inside_the_kernel;  // defer_signals.h
   for (int64_t i = 0; i < batch; ++i) {
-    const int status =
-        fn(t_a ? 'T' : 'N', t_b ? 'T' : 'N', m, n, k, static_cast<float>(alpha), pa + i * a.stride(0), lda,
-           pb + i * b.stride(0), ldb, static_cast<float>(beta), pc + i * c.stride(0), ldc);
-    TORCH_CHECK(status == 0, "oneDNN sgemm failed with status ", status);
+    onednn_gemm(kernel, t_a, t_b, m, n, k, static_cast<float>(alpha), pa + i * step_a, lda, pb + i * step_b,
+                ldb, static_cast<float>(beta), pc + i * c.stride(0), ldc);
   }
 }
 

@@ -1,5 +1,6 @@
-// Matrix products through oneDNN's sgemm on the CPU: the linear layers (y = x Wᵀ + b) and the
-// per-head products of the attention kernels.
+// Matrix products through oneDNN on the CPU: the linear layers (y = x Wᵀ + b) and the per-head
+// products of the attention kernels, in float32 (oneDNN's sgemm) or with bfloat16 inputs and float32
+// accumulation and output (oneDNN's gemm_bf16bf16f32).
 //
 // Why: on CPUs that Debian's OpenBLAS 0.3.21 does not know (AMD Zen 4, for one), OpenBLAS falls back
 // to its Haswell (AVX2) kernels, while oneDNN, which libtorch already loads (libdnnl.so.2), uses
@@ -26,17 +27,27 @@ torch::Tensor gemm_linear(const torch::Tensor& x, const torch::Tensor& weight,
 
 // True when oneDNN's sgemm was found (then float32 CPU products go through it).
 bool onednn_sgemm_available();
+// True when oneDNN's gemm_bf16bf16f32 was found and runs on this CPU (then bfloat16 × bfloat16 →
+// float32 CPU products go through it: AVX512-BF16 instructions where the CPU has them).
+bool onednn_bf16_gemm_available();
 
-// Row-major C = α·op(A)·op(B) + β·C on contiguous float32 CPU matrices, op = transpose when t_* is
-// true: A is [M, K] (or [K, M] transposed), B is [K, N] (or [N, K]), C is [M, N]. Uses oneDNN when
-// available, else torch::addmm_.
+// The dtypes both products accept: A and B share one dtype, and C has that dtype too, or C is
+// float32 while A and B are bfloat16 or float16 ("mixed": the products of the low-precision inputs
+// are accumulated and returned in float32, never rounded to the inputs' precision on the way).
+//
+// Row-major C = α·op(A)·op(B) + β·C on contiguous matrices, op = transpose when t_* is true: A is
+// [M, K] (or [K, M] transposed), B is [K, N] (or [N, K]), C is [M, N]. Paths: float32 on the CPU
+// through oneDNN's sgemm, mixed bfloat16 on the CPU through oneDNN's gemm_bf16bf16f32, everything
+// else (other dtypes, CUDA, no oneDNN) through torch::addmm_, with A and B upcast to float32 in the
+// mixed case. With β = 0, C's old contents are ignored (NaN included).
 void sgemm(bool t_a, bool t_b, const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c,
            float alpha = 1.0f, float beta = 0.0f);
 
-// The batched form over the first dimension: C[i] = α·op(A[i])·op(B[i]) + β·C[i] for 3-D tensors of
-// any dtype and device. Each matrix may be a strided view (a tile of a larger tensor) as long as its
-// rows are contiguous; float32 CPU matrices of that kind go through oneDNN, one call per matrix,
-// everything else through at::baddbmm. With β = 0, C's old contents are ignored (NaN included).
+// The batched form over the first dimension: C[i] = α·op(A[i])·op(B[i]) + β·C[i] for 3-D tensors on
+// any device, with the dtypes above. Each matrix may be a strided view (a tile of a larger tensor) as
+// long as its rows are contiguous; float32 and mixed bfloat16 CPU matrices of that kind go through
+// oneDNN, one call per matrix, everything else through at::bmm / at::baddbmm (A and B upcast to
+// float32 in the mixed case). With β = 0, C's old contents are ignored (NaN included).
 void batched_gemm(bool t_a, bool t_b, const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c,
                   double alpha = 1.0, double beta = 0.0);
 
