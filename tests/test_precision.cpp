@@ -190,7 +190,7 @@ ModelConfig tiny_model() {
 Batch random_batch(int64_t n, uint64_t seed) {
   torch::manual_seed(seed);
   std::vector<Example> examples;
-  std::vector<size_t> rows;
+  std::vector<int64_t> rows;
   for (int64_t i = 0; i < n; ++i) {
     auto length = [] { return torch::randint(3, 9, {1}).item<int64_t>(); };
     auto ids = [](int64_t len) {
@@ -198,7 +198,7 @@ Batch random_batch(int64_t n, uint64_t seed) {
       return std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + len);
     };
     examples.push_back({ids(length()), ids(length())});
-    rows.push_back(static_cast<size_t>(i));
+    rows.push_back(i);
   }
   return make_batch(examples, rows);
 }

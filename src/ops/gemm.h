@@ -8,9 +8,10 @@
 // train prints the figures). oneDNN threads with OpenMP, i.e. with ATen's intra-op thread count.
 //
 // gemm_linear() is a drop-in for torch::linear: the same shapes, the same gradients (forward and backward
-// are one autograd Function, below), and it falls back to torch::linear wherever oneDNN's sgemm does
-// not apply: tensors that are not float32 on the CPU, or a libtorch without libdnnl's C API (CUDA
-// builds link oneDNN statically and hide it).
+// are one autograd Function, below), and it falls back to torch::linear wherever oneDNN does not
+// apply: CUDA tensors, float16, weights that are not float32, or a libtorch without libdnnl's C API
+// (CUDA builds link oneDNN statically and hide it). Its operands' precision is the policy's
+// (ops/precision.h).
 //
 // Dimensions: N = rows (all leading dimensions of x flattened), I = in features, O = out features.
 #pragma once
