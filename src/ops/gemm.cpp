@@ -114,7 +114,9 @@ struct LinearFunction : torch::autograd::Function<LinearFunction> {
     torch::Tensor y;                                            // [N, O], float32
     const bool has_bias = bias.numel() > 0;
     if (has_bias) {
-      y = bias.expand({x2.size(0), out}).contiguous();
+      // A copy, never a view: with one row the expanded bias is already contiguous, and contiguous()
+      // would hand back the bias itself for the product to accumulate into.
+      y = bias.expand({x2.size(0), out}).clone(at::MemoryFormat::Contiguous);
       sgemm(false, true, x2, w, y, 1.0f, 1.0f);
     } else {
       y = torch::empty({x2.size(0), out}, weight.options());
