@@ -2,6 +2,7 @@
 // non-finite guard, exact resumption, interruption by SIGINT, and the copy-task learning test. Exact
 // resumption and the learning test run in fp32 and in bf16 (train.precision), and the learning test
 // decodes each run's checkpoint in both precisions.
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <filesystem>
@@ -61,9 +62,9 @@ Config tiny_copy_config(const fs::path& dir) {
 class TrainerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           fmt::format("qkv-test-trainer-{}-{}", ::getpid(),
-                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::replace(name.begin(), name.end(), '/', '-');  // "Test/fp32" of a parameterized test
+    dir_ = fs::temp_directory_path() / fmt::format("qkv-test-trainer-{}-{}", ::getpid(), name);
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
