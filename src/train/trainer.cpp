@@ -179,11 +179,17 @@ std::string Trainer::progress_line(double lr, double eta_seconds) const {
 }
 
 // A float16 overflow: the scaler backs off and the step is skipped without counting towards the
-// divergence guard (the scaler has its own, LossScaleUnderflow). False for any other step.
+// divergence guard: the scaler has its own (a scale below its minimum is TrainingDiverged). False for
+// any other step.
 bool Trainer::absorb_overflow(const StepResult& result) {
   if (!scaler_ || !result.overflow) return false;
   const double was = scaler_->scale();
-  scaler_->update(/*overflow=*/true);
+  try {
+    scaler_->update(/*overflow=*/true);
+  } catch (const LossScaleUnderflow& e) {
+    throw TrainingDiverged(fmt::format("{} (at step {}); the last good checkpoint is {}", e.what(), step_ + 1,
+                                       last_checkpoint_.empty() ? "none" : last_checkpoint_));
+  }
   console_.line(
       fmt::format("[train] step {}: gradient overflow at loss scale {:g}; update skipped, loss "
                   "scale now {:g}",
