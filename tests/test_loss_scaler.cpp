@@ -1,11 +1,14 @@
 // The float16 loss scaler (src/train/loss_scaler.h): its state machine (overflow → skip and back off,
-// growth after N clean steps, the minimum, restoring a checkpoint's state), then the scaler driving
-// real training steps (train_step.h) on the CPU through overflows injected by an oversized scale.
+// growth after N clean steps, the minimum, restoring a state, the state in the checkpoint record),
+// then the scaler driving real training steps (train_step.h) on the CPU through overflows injected
+// by an oversized scale.
 #include <limits>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "base/error.h"
+#include "checkpoint/meta.h"
 #include "data/batching.h"
 #include "train/loss_scaler.h"
 #include "train/train_step.h"
@@ -90,6 +93,21 @@ TEST(LossScaler, RestoredStateContinuesWhereItStopped) {
   EXPECT_EQ(resumed.scale(), 128.0);  // grew after its third clean step, counted across the restore
   EXPECT_EQ(resumed.skipped_steps(), 1);
   EXPECT_THROW(resumed.restore({-1.0, 0, 0}), std::invalid_argument);
+}
+
+// A float16 run's checkpoint keeps the scaler's state; other runs' records have none.
+TEST(LossScaler, StateTravelsInTheCheckpointRecord) {
+  CheckpointMeta meta;
+  EXPECT_FALSE(CheckpointMeta::from_json(meta.to_json(), "x.pt").loss_scale.has_value());
+  meta.loss_scale = LossScaleRecord{512.0, 17, 3};
+  const auto read = CheckpointMeta::from_json(meta.to_json(), "x.pt");
+  ASSERT_TRUE(read.loss_scale.has_value());
+  EXPECT_EQ(read.loss_scale->scale, 512.0);
+  EXPECT_EQ(read.loss_scale->clean_steps, 17);
+  EXPECT_EQ(read.loss_scale->skipped_steps, 3);
+  auto bad = meta.to_json();
+  bad["loss_scale"]["scale"] = -1.0;
+  EXPECT_THROW(CheckpointMeta::from_json(bad, "x.pt"), CheckpointError);
 }
 
 TEST(LossScaler, RefusesNonsenseOptions) {
