@@ -370,6 +370,40 @@ TEST_P(PrecisionTest, CopyTaskReachesNinetyFivePercentTokenAccuracy) {
   }
 }
 
+// float16 on a GPU: dynamic loss scaling reports its scale and skipped steps in the log line and in
+// metrics.jsonl, and a resumed run continues with the saved scale. Skipped without a GPU.
+TEST_F(TrainerTest, Fp16OnCudaReportsTheLossScale) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU: fp16 training needs CUDA";
+  Config config = tiny_copy_config(dir_);
+  config.train.precision = Precision::Fp16;
+  config.train.steps = 20;
+  config.train.log_every = 5;
+  config.train.eval_every = 1000000;  // no validation
+  Trainer(config, options("run")).run();
+  EXPECT_NE(log_.str().find("| loss scale "), std::string::npos) << log_.str();
+  std::ifstream metrics(dir_ / "run" / "metrics.jsonl");
+  int records = 0;
+  for (std::string line; std::getline(metrics, line);) {
+    const auto record = nlohmann::json::parse(line);
+    if (record.at("split") != "train") continue;
+    ++records;
+    EXPECT_GT(record.at("loss_scale").get<double>(), 0.0);
+    EXPECT_GE(record.at("skipped_steps").get<int64_t>(), 0);
+  }
+  EXPECT_EQ(records, 4);
+  const auto files = CheckpointFiles::list((dir_ / "run" / "checkpoints").string());
+  ASSERT_FALSE(files.empty());
+  const auto meta = CheckpointMeta::read(LoadedCheckpoint(files.back().second));
+  ASSERT_TRUE(meta.loss_scale.has_value());
+  config.train.steps = 25;
+  log_.str("");
+  Trainer resumed(config, options("run", /*resume=*/true));
+  resumed.run();
+  EXPECT_NE(log_.str().find(fmt::format("precision: fp16 (loss scale {:g})", meta.loss_scale->scale)),
+            std::string::npos)
+      << log_.str();
+}
+
 TEST_F(TrainerTest, Fp16IsRefusedOnTheCpu) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is present: fp16 runs there";
   Config config = tiny_copy_config(dir_);
