@@ -29,6 +29,7 @@
 #include "data/dataset.h"
 #include "runtime/threads.h"
 #include "sgemm_rate.h"
+#include "synthetic_batch.h"
 #include "train/flops.h"
 #include "train/train_step.h"
 
@@ -64,21 +65,6 @@ int64_t vocabulary_size(const BenchTrainArgs& args, const Config& config) {
   std::ostringstream quiet;
   ensure_corpus(config.data, quiet);
   return build_codecs(config.data, quiet).tgt->size();
-}
-
-// One fixed batch of B pairs with S source and T target tokens (ids 4..V-1, so no specials).
-Batch synthetic_batch(int64_t batch, int64_t src_len, int64_t tgt_len, int64_t vocab) {
-  auto src = torch::randint(4, vocab, {batch, src_len}, torch::kLong);  // [B, S-1]
-  auto tgt = torch::randint(4, vocab, {batch, tgt_len}, torch::kLong);  // [B, T-1]
-  std::vector<Example> examples;
-  std::vector<int64_t> rows;
-  for (int64_t b = 0; b < batch; ++b) {
-    examples.push_back(
-        {std::vector<int64_t>(src[b].data_ptr<int64_t>(), src[b].data_ptr<int64_t>() + src_len),
-         std::vector<int64_t>(tgt[b].data_ptr<int64_t>(), tgt[b].data_ptr<int64_t>() + tgt_len)});
-    rows.push_back(b);
-  }
-  return make_batch(examples, rows);
 }
 
 Throughput bench_qkv(const Config& config, int64_t vocab, const Batch& batch, const BenchTrainArgs& args) {

@@ -90,9 +90,10 @@ int available_cores() {
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
-void configure_threads(int n) {
+void configure_threads(int n, int processes) {
   const BlasBackend backend = detect_blas();
-  const ThreadPlan plan = plan_threads(n > 0 ? n : available_cores(), backend);
+  const ThreadPlan plan =
+      plan_threads(n > 0 ? n : std::max(1, available_cores() / std::max(processes, 1)), backend);
   // The OpenMP build's openblas_set_num_threads also sets OpenMP's count, so it goes first and ATen's
   // setting (the same number) last.
   if (auto set_blas = openblas_symbol<SetThreadsFn>("openblas_set_num_threads")) set_blas(plan.blas);

@@ -35,9 +35,10 @@ BlasBackend detect_blas();
 // Cores this process may run on (its CPU affinity mask, which containers and taskset narrow).
 int available_cores();
 
-// Applies plan_threads(n > 0 ? n : available_cores(), detect_blas()). `qkv --threads N` calls it
-// with N; 0 chooses for this machine.
-void configure_threads(int n);
+// Applies plan_threads(n > 0 ? n : available_cores() / processes, detect_blas()). `qkv --threads N`
+// calls it with N; 0 chooses for this machine, sharing the cores among the `processes` of a
+// data-parallel run on it (never more threads than cores).
+void configure_threads(int n, int processes = 1);
 
 // One line describing the current settings, for logs:
 // "threads: aten=2 blas=2 of 2 cores (OpenBLAS 0.3.21, OpenMP build: shares ATen's pool)".
