@@ -121,7 +121,7 @@ TEST(Toy, LengthsAndVocabulary) {
     tgt_words.insert(pair.tgt.begin(), pair.tgt.end());
   }
   EXPECT_GT(static_cast<double>(typical) / static_cast<double>(corpus().train.size()), 0.6);
-  EXPECT_EQ(src_words.size(), 253u);  // as toy.h and the README say
+  EXPECT_EQ(src_words.size(), 253u);  // as toy.h and docs/toy-task.md say
   EXPECT_EQ(tgt_words.size(), 437u);
 }
 

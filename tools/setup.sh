@@ -14,7 +14,7 @@ packages=(
   build-essential cmake pkg-config
   libtorch-dev libfmt-dev nlohmann-json3-dev libcli11-dev libgtest-dev googletest
   libsentencepiece-dev libgloo-dev
-  libopenblas0-openmp    # BLAS at run time, sharing libtorch's OpenMP pool: README, "Threads and BLAS"
+  libopenblas0-openmp    # BLAS at run time, sharing libtorch's OpenMP pool: docs/speed.md, "Threads and BLAS"
   python3-torch python3-matplotlib python3-nltk   # the PyTorch peer, plots and BLEU cross-checks
 )
 

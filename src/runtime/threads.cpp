@@ -50,7 +50,7 @@ ThreadPlan plan_threads(int cores, BlasBackend backend) {
       return {n, n};
     case BlasBackend::OpenBlasPthread:
       // Two pools that spin while idle: a second ATen thread fights BLAS's workers for the cores
-      // (2-5x slower training steps, see the README). Matrix products dominate a step, so the cores
+      // (2-5x slower training steps, see docs/speed.md). Matrix products dominate a step, so the cores
       // go to BLAS and ATen keeps the calling thread only.
       return {1, n};
     case BlasBackend::OpenBlasSerial:

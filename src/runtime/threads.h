@@ -4,8 +4,8 @@
 // Which BLAS serves libblas.so.3 is chosen at run time by Debian's alternatives, so it is detected
 // here (OpenBLAS exports openblas_get_parallel). With OpenBLAS's OpenMP build, BLAS runs on libtorch's
 // own OpenMP pool and one count governs both; with the pthread build the two pools are separate, and
-// the plan gives the cores to BLAS and keeps ATen at one thread (the README, "Threads and BLAS", has
-// the measurements behind this).
+// the plan gives the cores to BLAS and keeps ATen at one thread (docs/speed.md, "Threads and BLAS",
+// has the measurements behind this).
 #pragma once
 
 #include <string>
