@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <iostream>
 #include <sstream>
+#include <vector>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -92,8 +93,12 @@ std::string find_peer_script(const BenchTrainArgs& args) {
   if (!args.peer_script.empty()) return args.peer_script;
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  for (const fs::path& candidate :
-       {fs::path("tools/peer_train.py"), exe.parent_path() / "../tools/peer_train.py"})
+  std::vector<fs::path> candidates = {fs::path("tools/peer_train.py"),
+                                      exe.parent_path() / "../tools/peer_train.py"};
+#ifdef QKV_TOOLS_FROM_BIN
+  candidates.push_back(exe.parent_path() / QKV_TOOLS_FROM_BIN / "peer_train.py");  // installed
+#endif
+  for (const fs::path& candidate : candidates)
     if (fs::exists(candidate)) return candidate.string();
   throw std::runtime_error(
       "cannot find tools/peer_train.py: run from the repository root or pass --peer-script");

@@ -2,11 +2,20 @@
 # One-step set-up for a fresh Debian 12 machine: installs what is missing, builds, then either runs the
 # main job or the whole test suite. Idempotent: with everything in place it only rebuilds what changed.
 #
-#   bash tools/setup.sh run    # build, then train configs/toy.json end to end (BLEU + sample translations)
-#   bash tools/setup.sh test   # build, then run every test (ctest)
+#   bash tools/setup.sh run    # build the qkv program, then train configs/toy.json end to end (BLEU +
+#                              # sample translations); the test suite is not compiled
+#   bash tools/setup.sh test   # build everything, then run every test (ctest)
 set -euo pipefail
 
 mode="${1:-run}"
+case "$mode" in
+  run) targets=(--target qkv) ;;  # what the run needs: the program and its libraries
+  test) targets=() ;;             # everything: the program, the tests, the install test's inputs
+  *)
+    echo "usage: bash tools/setup.sh run|test" >&2
+    exit 2
+    ;;
+esac
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${QKV_BUILD_DIR:-$root/build}"
 
@@ -43,7 +52,7 @@ jobs="$(nproc)"
 if [[ ! -f "$build/CMakeCache.txt" ]]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release
 fi
-cmake --build "$build" -j "$jobs"
+cmake --build "$build" -j "$jobs" "${targets[@]}"
 
 case "$mode" in
   run)
@@ -53,9 +62,5 @@ case "$mode" in
   test)
     cd "$build"
     ctest --output-on-failure -j "$jobs"
-    ;;
-  *)
-    echo "usage: bash tools/setup.sh run|test" >&2
-    exit 2
     ;;
 esac
