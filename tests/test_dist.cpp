@@ -184,12 +184,19 @@ TEST(Batching, SharesCoverTheEpochOnceWhenTheProcessCountChanges) {
 
 // ---- the bucketed gradient sum ------------------------------------------------------------------------
 
+// Normal draws from a generator of our own: the two ranks of a test run as threads of one process, and
+// libtorch's default generator is shared by them (seeding it from both would race).
+torch::Tensor seeded_randn(at::IntArrayRef shape, uint64_t seed) {
+  auto generator = at::detail::createCPUGenerator(seed);
+  return at::randn(shape, generator, torch::TensorOptions(torch::kDouble));
+}
+
 struct TinyNet : torch::nn::Module {
   TinyNet() {
-    w1 = register_parameter("w1", torch::randn({7, 5}, torch::kDouble));
-    b1 = register_parameter("b1", torch::randn({7}, torch::kDouble));
-    w2 = register_parameter("w2", torch::randn({3, 7}, torch::kDouble));
-    unused = register_parameter("unused", torch::randn({4}, torch::kDouble));  // never gets a gradient
+    w1 = register_parameter("w1", seeded_randn({7, 5}, 1));
+    b1 = register_parameter("b1", seeded_randn({7}, 2));
+    w2 = register_parameter("w2", seeded_randn({3, 7}, 3));
+    unused = register_parameter("unused", seeded_randn({4}, 4));  // never gets a gradient
   }
   torch::Tensor loss(const torch::Tensor& x) {
     return torch::tanh(x.matmul(w1.t()) + b1).matmul(w2.t()).pow(2).sum();
@@ -201,7 +208,6 @@ struct TinyNet : torch::nn::Module {
 // summed over the ranks by a reducer whose tiny buckets (8 doubles first, then 6) spread the
 // parameters over three of them.
 std::vector<torch::Tensor> step_gradients(int rank, dist::World* world, int64_t* buckets = nullptr) {
-  torch::manual_seed(1);
   TinyNet net;
   std::unique_ptr<dist::GradientReducer> reducer;
   if (world) {
@@ -209,8 +215,7 @@ std::vector<torch::Tensor> step_gradients(int rank, dist::World* world, int64_t*
     if (buckets) *buckets = reducer->buckets();
   }
   for (int i = 0; i < 2; ++i) {
-    torch::manual_seed(100 + 10 * rank + i);
-    const auto x = torch::randn({6, 5}, torch::kDouble);  // [B, in]
+    const auto x = seeded_randn({6, 5}, static_cast<uint64_t>(100 + 10 * rank + i));  // [B, in]
     if (reducer) reducer->begin_backward(/*exchange=*/i == 1);
     net.loss(x).backward();
   }
