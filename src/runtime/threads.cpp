@@ -2,11 +2,9 @@
 #include "runtime/threads.h"
 
 #include <dlfcn.h>
-#include <sched.h>
 
 #include <algorithm>
 #include <filesystem>
-#include <thread>
 
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
@@ -19,6 +17,10 @@ namespace {
 using SetThreadsFn = void (*)(int);
 using GetIntFn = int (*)();
 using GetConfigFn = char* (*)();
+
+// What the last configure_threads(0) chose, for describe_threads().
+bool g_chose_default = false;
+int g_default = 0;
 
 template <class Fn>
 Fn openblas_symbol(const char* name) {
@@ -83,16 +85,11 @@ BlasBackend detect_blas() {
   }
 }
 
-int available_cores() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-}
-
 void configure_threads(int n) {
   const BlasBackend backend = detect_blas();
-  const ThreadPlan plan = plan_threads(n > 0 ? n : available_cores(), backend);
+  g_chose_default = n <= 0;
+  if (g_chose_default) g_default = default_threads();
+  const ThreadPlan plan = plan_threads(n > 0 ? n : default_threads(), backend);
   // The OpenMP build's openblas_set_num_threads also sets OpenMP's count, so it goes first and ATen's
   // setting (the same number) last.
   if (auto set_blas = openblas_symbol<SetThreadsFn>("openblas_set_num_threads")) set_blas(plan.blas);
@@ -114,8 +111,10 @@ std::string describe_threads() {
   if (backend == BlasBackend::OpenBlasOpenMP) blas = at::get_num_threads();  // the same pool
   if (backend == BlasBackend::OpenBlasPthread && get_blas) blas = get_blas();
   const int cores = available_cores();
-  return fmt::format("threads: aten={} blas={} of {} core{} ({}{})", at::get_num_threads(), blas, cores,
-                     cores == 1 ? "" : "s", version, backend_name(backend));
+  const std::string idle =
+      g_chose_default && g_default < cores ? fmt::format(", {} idle at start", g_default) : "";
+  return fmt::format("threads: aten={} blas={} of {} core{}{} ({}{})", at::get_num_threads(), blas, cores,
+                     cores == 1 ? "" : "s", idle, version, backend_name(backend));
 }
 
 }  // namespace qkv
