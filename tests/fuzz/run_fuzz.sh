@@ -7,5 +7,5 @@ binary="$1" work="$2" seeds="$3" runs="$4"
 rm -rf "$work"
 mkdir -p "$work"
 # -timeout: one input running a minute is a hang; -rss_limit_mb: ASan's shadow memory included.
-exec "$binary" -runs="$runs" -seed=1 -max_len=65536 -timeout=60 -rss_limit_mb=4096 \
+exec "$binary" -runs="$runs" -seed=1 -timeout=60 -rss_limit_mb=4096 \
   -print_final_stats=1 -artifact_prefix="$work/" "$work" "$seeds"
