@@ -85,7 +85,7 @@ TEST(CliReliability, SigintDuringSetUpExitsCleanlyWithOneLine) {
   // A corpus large enough that generating it takes a while, so that the signal lands inside set-up.
   const std::string command = fmt::format(
       "cd '{}' && exec '{}/qkv' train --config configs/tiny.json --out '{}' --set data.dir='{}' "
-      "--set data.train_size=50000 > '{}' 2>&1",
+      "--set data.train_size=20000 > '{}' 2>&1",
       QKV_SOURCE_DIR, QKV_BINARY_DIR, (dir.path / "run").string(), data.string(),
       (dir.path / "output.txt").string());
   const pid_t child = ::fork();

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <map>
 
@@ -68,7 +69,9 @@ struct Sample {
 
 // One `qkv [--threads N] bench train --no-peer --json` run; threads 0 = the default.
 Sample run_once(const BenchThreadsArgs& args, int threads) {
-  std::string command = "'/proc/self/exe'";
+  // This program by its path (in the shell, /proc/self/exe would be the shell).
+  static const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  std::string command = "'" + self + "'";
   if (threads > 0) command += fmt::format(" --threads {}", threads);
   command += fmt::format(" bench train --no-peer --json --config '{}' --steps {} --warmup {}", args.config,
                          args.steps, args.warmup);

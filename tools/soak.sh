@@ -32,6 +32,7 @@ done
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 qkv="${QKV:-$root/build/qkv}"
 work="${SOAK_DIR:-$(mktemp -d /tmp/qkv-soak.XXXXXX)}"
+mkdir -p "$work"
 [[ -x "$qkv" ]] || { echo "soak: $qkv is not built (bash tools/setup.sh test, or set QKV)" >&2; exit 2; }
 cd "$root"
 failures=0
@@ -49,14 +50,16 @@ reference="$work/reference/checkpoints/step-200.pt"
 random_ms() { echo $(( $1 + (RANDOM * 32768 + RANDOM) % ($2 - $1) )); }
 sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
 
-# The tensors of two checkpoints (everything but the JSON record, which holds wall times) are equal.
+# The tensors of two checkpoints (everything but the JSON record, which holds wall times) are equal,
+# as a set of byte strings: libtorch stores Adam's state in an order that follows heap addresses, so
+# the same tensors may be numbered differently in two processes.
 same_tensors() {
   /usr/bin/python3 - "$1" "$2" <<'EOF'
 import io, sys, zipfile
 def tensors(path):
     body = open(path, "rb").read()[8:-24]  # the archive between qkv's head and tail
     with zipfile.ZipFile(io.BytesIO(body)) as z:
-        return {n.split("/", 1)[1]: z.read(n) for n in z.namelist() if "/data/" in n}
+        return sorted(z.read(n) for n in z.namelist() if "/data/" in n)
 a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
 sys.exit(0 if a and a == b else 1)
 EOF
@@ -104,7 +107,7 @@ for ((i = 1; i <= kill_runs; i++)); do
   run="$work/kill-$i"
   "${train[@]}" --out "$run" > "$run.log" 2>&1 &
   pid=$!
-  sleep_ms "$(random_ms 500 8000)"
+  sleep_ms "$(random_ms 300 6000)"
   kill -KILL "$pid" 2> /dev/null
   wait "$pid" 2> /dev/null
   if ls "$run/checkpoints"/step-*.pt > /dev/null 2>&1; then
