@@ -1,6 +1,7 @@
 // Hostile and broken input, in-process (issue 13): strict JSON (config/json_input.h), checked counts
 // (base/checked.h, base/parameter_count.h), the resource checks (config/resources.h), messages as one
-// line (base/error.h), keep_checkpoints = 0, and training files that filtering empties.
+// line (base/error.h) and crafted checkpoints, keep_checkpoints = 0, and training files that
+// filtering empties.
 #include <filesystem>
 #include <fstream>
 
@@ -85,6 +86,35 @@ TEST(OneLine, DropsLibtorchBacktracesAndLineBreaks) {
       "PytorchStreamReader failed reading zip archive: failed finding central directory");
   EXPECT_EQ(one_line("Error(s) in loading:\n\tsize mismatch\n"), "Error(s) in loading: size mismatch");
   EXPECT_EQ(one_line(std::string(50, 'x'), 10), "xxxxxxxxxx...");
+}
+
+// A crafted archive with a valid checksum reaches libtorch's reader, whose errors carry a C++
+// backtrace: the CheckpointError keeps one line of it (it once printed "Exception raised from ...
+// frame #0 ...").
+TEST(CraftedCheckpoints, LibtorchErrorsBecomeOneLine) {
+  TempDir dir;
+  const std::string good = (dir.path / "good.pt").string();
+  save_checkpoint(good, *torch::nn::Linear(3, 2), nullptr, {{"step", 1}});
+  std::ifstream in(good, std::ios::binary);
+  const std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string body = file.substr(8, file.size() - 8 - 24);
+  EXPECT_EQ(checkpoint_file_bytes(body), file);
+  std::string flipped = body;
+  for (size_t i = 0; i < flipped.size(); i += 97) flipped[i] = static_cast<char>(flipped[i] ^ 0x5a);
+  for (const std::string& crafted : {body.substr(0, body.size() / 2), flipped, std::string("not a zip")}) {
+    const std::string path = (dir.path / "crafted.pt").string();
+    std::ofstream(path, std::ios::binary) << checkpoint_file_bytes(crafted);
+    try {
+      LoadedCheckpoint checkpoint(path);
+      ADD_FAILURE() << "a crafted archive was accepted";
+    } catch (const CheckpointError& e) {
+      const std::string what = e.what();
+      EXPECT_TRUE(contains(what, "crafted.pt: truncated or corrupt checkpoint (unreadable archive: "))
+          << what;
+      EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+      EXPECT_FALSE(contains(what, "Exception raised from")) << what;
+    }
+  }
 }
 
 // ---- checked counts ----------------------------------------------------------------------------------
