@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -71,6 +72,15 @@ uint64_t get_u64(const unsigned char* in) {
   uint64_t v = 0;
   for (int i = 7; i >= 0; --i) v = (v << 8) | in[i];
   return v;
+}
+
+// The tail after the body: its size, its checksum, the end marker.
+std::array<unsigned char, kTailSize> make_tail(uint64_t size, uint64_t checksum) {
+  std::array<unsigned char, kTailSize> tail{};
+  put_u64(tail.data(), size);
+  put_u64(tail.data() + 8, checksum);
+  std::memcpy(tail.data() + 16, kTail, kMagicSize);
+  return tail;
 }
 
 std::string errno_text() {
@@ -155,13 +165,10 @@ void write_file_atomically(const std::string& path, const std::function<void(con
 std::string checkpoint_file_bytes(std::string_view body) {
   Checksum checksum;
   checksum.update(body.data(), body.size());
-  unsigned char tail[kTailSize];
-  put_u64(tail, body.size());
-  put_u64(tail + 8, checksum.finish());
-  std::memcpy(tail + 16, kTail, kMagicSize);
+  const auto tail = make_tail(body.size(), checksum.finish());
   std::string file(kHead, kMagicSize);
   file.append(body);
-  file.append(reinterpret_cast<const char*>(tail), kTailSize);
+  file.append(reinterpret_cast<const char*>(tail.data()), tail.size());
   return file;
 }
 
@@ -206,11 +213,8 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
       return n;
     });
     if (failure) std::rethrow_exception(failure);
-    unsigned char tail[kTailSize];
-    put_u64(tail, size);
-    put_u64(tail + 8, checksum.finish());
-    std::memcpy(tail + 16, kTail, kMagicSize);
-    sink(tail, kTailSize);
+    const auto tail = make_tail(size, checksum.finish());
+    sink(tail.data(), tail.size());
   });
 }
 

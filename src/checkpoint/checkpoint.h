@@ -53,6 +53,10 @@ class LoadedCheckpoint {
  public:
   // Reads and verifies `path`; tensors are mapped to `device` when given. Throws CheckpointError.
   explicit LoadedCheckpoint(const std::string& path, std::optional<torch::Device> device = std::nullopt);
+  // Not copyable: libtorch's InputArchive copies only from a non-const reference, which clang refuses
+  // inside std::optional<LoadedCheckpoint> unless the copy is declared deleted here.
+  LoadedCheckpoint(const LoadedCheckpoint&) = delete;
+  LoadedCheckpoint& operator=(const LoadedCheckpoint&) = delete;
 
   const std::string& path() const { return path_; }
   const nlohmann::json& meta_json() const {
