@@ -12,6 +12,7 @@
 
 #include "base/error.h"
 #include "cli.h"
+#include "dist/launch.h"
 #include "runtime/signals.h"
 #include "runtime/threads.h"
 
@@ -20,12 +21,26 @@ std::vector<Command>& registry() {
   static std::vector<Command> commands;
   return commands;
 }
+std::vector<std::string>& invocation() {
+  static std::vector<std::string> args;
+  return args;
+}
+namespace {
+int g_exit_status = 0;
+}
+void set_exit_status(int status) {
+  g_exit_status = status;
+}
+int exit_status() {
+  return g_exit_status;
+}
 }  // namespace qkv::cli
 
 int main(int argc, char** argv) {
   // Under a file size limit (ulimit -f) a write past it would kill the program with SIGXFSZ; ignored,
   // the write fails with EFBIG and a save reports it like a full disk (one line, exit 1).
   std::signal(SIGXFSZ, SIG_IGN);
+  qkv::cli::invocation().assign(argv, argv + argc);
   CLI::App app{"qkv: train encoder-decoder Transformers (Vaswani et al. 2017) on libtorch"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
@@ -33,7 +48,9 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads,
                  "Cores to use, for ATen and BLAS together (0 = every core this process may run on)")
       ->check(CLI::NonNegativeNumber);
-  app.parse_complete_callback([&] { qkv::configure_threads(threads); });
+  // The processes of a data-parallel run on this machine share its cores (docs/distributed.md).
+  app.parse_complete_callback(
+      [&] { qkv::configure_threads(threads, qkv::dist::LaunchInfo::from_environment().local_world_size); });
 
   auto& commands = qkv::cli::registry();
   std::sort(commands.begin(), commands.end(), [](const auto& a, const auto& b) { return a.order < b.order; });
@@ -61,5 +78,5 @@ int main(int argc, char** argv) {
     std::cerr << "qkv: error: " << qkv::one_line(e.what()) << "\n";
     return 1;
   }
-  return 0;
+  return qkv::cli::exit_status();
 }

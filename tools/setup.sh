@@ -2,13 +2,23 @@
 # One-step set-up for a fresh Debian 12 machine: installs what is missing, builds, then either runs the
 # main job or the whole test suite. Idempotent: with everything in place it only rebuilds what changed.
 #
-#   bash tools/setup.sh run       # build, then train configs/toy.json end to end (BLEU + sample translations)
-#   bash tools/setup.sh test      # build, then run every test (ctest), then the sanitizer stage below
+#   bash tools/setup.sh run       # build the qkv program, then train configs/toy.json end to end (BLEU +
+#                                 # sample translations); the test suite is not compiled
+#   bash tools/setup.sh test      # build everything, run every test (ctest), then the sanitizer stage
 #   bash tools/setup.sh sanitize  # only the sanitizer stage: the suite under AddressSanitizer and
 #                                 # UndefinedBehaviorSanitizer, and the fuzz targets (docs/reliability.md)
 set -euo pipefail
 
 mode="${1:-run}"
+case "$mode" in
+  run) targets=(--target qkv) ;;  # what the run needs: the program and its libraries
+  test) targets=() ;;             # everything: the program, the tests, the install test's inputs
+  sanitize) ;;                    # its own tree (below)
+  *)
+    echo "usage: bash tools/setup.sh run|test|sanitize" >&2
+    exit 2
+    ;;
+esac
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${QKV_BUILD_DIR:-$root/build}"
 
@@ -16,7 +26,7 @@ packages=(
   build-essential cmake pkg-config
   libtorch-dev libfmt-dev nlohmann-json3-dev libcli11-dev libgtest-dev googletest
   libsentencepiece-dev libgloo-dev
-  libopenblas0-openmp    # BLAS at run time, sharing libtorch's OpenMP pool: README, "Threads and BLAS"
+  libopenblas0-openmp    # BLAS at run time, sharing libtorch's OpenMP pool: docs/speed.md, "Threads and BLAS"
   python3-torch python3-matplotlib python3-nltk   # the PyTorch peer, plots and BLEU cross-checks
   clang-14 libclang-rt-14-dev llvm-14   # the sanitizer stage: clang, its ASan/UBSan/libFuzzer runtimes, llvm-symbolizer
 )
@@ -62,7 +72,6 @@ sanitize() {
   (cd "$tree" && ASAN_SYMBOLIZER_PATH=/usr/bin/llvm-symbolizer-14 \
     ctest --output-on-failure -j "$jobs" -E "$sanitizer_excluded")
 }
-
 if [[ "$mode" == sanitize ]]; then
   sanitize
   exit 0
@@ -71,7 +80,7 @@ fi
 if [[ ! -f "$build/CMakeCache.txt" ]]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release
 fi
-cmake --build "$build" -j "$jobs"
+cmake --build "$build" -j "$jobs" "${targets[@]}"
 
 case "$mode" in
   run)
@@ -81,9 +90,5 @@ case "$mode" in
   test)
     (cd "$build" && ctest --output-on-failure -j "$jobs")
     sanitize
-    ;;
-  *)
-    echo "usage: bash tools/setup.sh run|test|sanitize" >&2
-    exit 2
     ;;
 esac

@@ -16,7 +16,8 @@ enum class AttentionKind { Standard, MemoryEfficient, Reference };  // "standard
 enum class InitScheme { XavierUniform, Normal };                    // "xavier_uniform" | "normal"
 enum class LrSchedule { Noam, InverseSqrt, Constant };              // "noam" | "inverse_sqrt" | "constant"
 enum class DataTask { Toy, Copy, Reverse, Files };                  // "toy" | "copy" | "reverse" | "files"
-enum class Tokenizer { Word, SentencePiece };                       // "word" | "sentencepiece"
+enum class Tokenizer { Word, SentencePiece };
+enum class DistBackend { Auto, Gloo, Nccl };  // "word" | "sentencepiece"
 
 // The architecture. Key names are fixed by the product (see configs/README.md).
 struct ModelConfig {
@@ -82,6 +83,10 @@ struct TrainConfig {
   int64_t log_every = 100;
   int64_t patience = 0;  // early stopping after this many evaluations without improvement; 0 = off
   int64_t eval_bleu_max_sentences = 0;  // 0 = the whole dev set
+  // Data-parallel training (several processes): how their gradients travel, and how long a collective
+  // may wait for the others before the job is declared failed.
+  DistBackend dist_backend = DistBackend::Auto;
+  int64_t dist_timeout_s = 600;
 };
 
 struct DecodeConfig {

@@ -52,7 +52,7 @@ ThreadPlan plan_threads(int cores, BlasBackend backend) {
       return {n, n};
     case BlasBackend::OpenBlasPthread:
       // Two pools that spin while idle: a second ATen thread fights BLAS's workers for the cores
-      // (2-5x slower training steps, see the README). Matrix products dominate a step, so the cores
+      // (2-5x slower training steps, see docs/speed.md). Matrix products dominate a step, so the cores
       // go to BLAS and ATen keeps the calling thread only.
       return {1, n};
     case BlasBackend::OpenBlasSerial:
@@ -85,11 +85,12 @@ BlasBackend detect_blas() {
   }
 }
 
-void configure_threads(int n) {
+void configure_threads(int n, int processes) {
   const BlasBackend backend = detect_blas();
   g_chose_default = n <= 0;
   if (g_chose_default) g_default = default_threads();
-  const ThreadPlan plan = plan_threads(n > 0 ? n : default_threads(), backend);
+  const ThreadPlan plan =
+      plan_threads(n > 0 ? n : std::max(1, default_threads() / std::max(processes, 1)), backend);
   // The OpenMP build's openblas_set_num_threads also sets OpenMP's count, so it goes first and ATen's
   // setting (the same number) last.
   if (auto set_blas = openblas_symbol<SetThreadsFn>("openblas_set_num_threads")) set_blas(plan.blas);

@@ -4,8 +4,8 @@
 // Which BLAS serves libblas.so.3 is chosen at run time by Debian's alternatives, so it is detected
 // here (OpenBLAS exports openblas_get_parallel). With OpenBLAS's OpenMP build, BLAS runs on libtorch's
 // own OpenMP pool and one count governs both; with the pthread build the two pools are separate, and
-// the plan gives the cores to BLAS and keeps ATen at one thread (the README, "Threads and BLAS", has
-// the measurements behind this).
+// the plan gives the cores to BLAS and keeps ATen at one thread (docs/speed.md, "Threads and BLAS",
+// has the measurements behind this).
 #pragma once
 
 #include <string>
@@ -61,9 +61,10 @@ int idle_cores_now(int sample_ms = 100);
 // (or resume it exactly) passes --threads.
 int default_threads();
 
-// Applies plan_threads(n > 0 ? n : default_threads(), detect_blas()). `qkv --threads N` calls it
-// with N; 0 chooses for this machine.
-void configure_threads(int n);
+// Applies plan_threads(n > 0 ? n : default_threads() / processes, detect_blas()). `qkv --threads N`
+// calls it with N; 0 chooses for this machine, sharing the idle cores among the `processes` of a
+// data-parallel run on it (at least one thread each).
+void configure_threads(int n, int processes = 1);
 
 // One line describing the current settings, for logs:
 // "threads: aten=2 blas=2 of 2 cores (OpenBLAS 0.3.21, OpenMP build: shares ATen's pool)", with

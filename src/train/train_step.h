@@ -3,6 +3,13 @@
 // the gradient of the whole batch), the gradient norm measured (and clipped when clip_norm > 0), then
 // Adam at the step's learning rate. A non-finite loss or gradient skips the update: parameters and
 // optimizer state stay exactly as they were.
+//
+// In data-parallel training (dist/) each process runs this on its own batches of the update: the
+// token count is summed over all processes before backward (so every gradient is normalised by the
+// update's global token count), the gradients are summed by the reducer during the last backward,
+// and the statistics are summed after it. Every process then holds the same gradient, so clipping,
+// the non-finite guard and Adam take the same decision everywhere. W processes with update_freq k
+// compute what one process computes with update_freq W·k, up to float summation order.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +18,8 @@
 #include <torch/optim/adam.h>
 
 #include "data/batching.h"
+#include "dist/reducer.h"
+#include "dist/world.h"
 #include "model/transformer.h"
 
 namespace qkv {
@@ -19,6 +28,10 @@ struct StepOptions {
   double label_smoothing = 0.1;
   double clip_norm = 0.0;  // 0 = no clipping
   double lr = 1e-3;
+  // The other processes of a data-parallel run; both null for a process on its own.
+  dist::World* world = nullptr;
+  dist::GradientReducer* reducer = nullptr;
+  bool stop_requested = false;  // this process was asked to stop (StepResult::stop says if any was)
 };
 
 struct StepResult {
@@ -29,9 +42,11 @@ struct StepResult {
   double grad_norm = 0.0;  // L2 norm of the whole gradient, before clipping
   bool finite = true;      // false: the update was skipped
   double flops = 0.0;      // training FLOPs of the step's batches (flops.h)
+  bool stop = false;       // some process was asked to stop: all stop after this step
 };
 
-// `batches` all go into one update. The model is put in training mode.
+// `batches` all go into one update (this process's share of it). The model is put in training mode.
+// Sums, counts and the gradient norm in the result are over all processes.
 StepResult train_step(Transformer& model, torch::optim::Adam& optimizer, const std::vector<Batch>& batches,
                       const StepOptions& options);
 

@@ -32,10 +32,13 @@ void Trainer::log_start() const {
                       with_commas(registered), codecs_.src->size(), codecs_.tgt->size());
   log_ << fmt::format("[train] {}; device: {}\n", describe_threads(), device_.str());
   const int64_t peak_step = config_.train.lr_schedule == LrSchedule::Constant ? 1 : config_.train.warmup;
+  const std::string processes =
+      world_->size() > 1 ? fmt::format(" x {} processes", world_->size()) : std::string();
   log_ << fmt::format(
-      "[train] steps {} -> {}; {} tokens per batch x {} batches per update; {} schedule, peak lr "
-      "{:.2e} at step {}\n",
-      step_, config_.train.steps, config_.train.max_tokens, config_.train.update_freq,
+      "[train] steps {} -> {}; {} tokens per batch x {} batches per update{} (at most {} tokens per update); "
+      "{} schedule, peak lr {:.2e} at step {}\n",
+      step_, config_.train.steps, config_.train.max_tokens, config_.train.update_freq, processes,
+      config_.train.max_tokens * config_.train.update_freq * world_->size(),
       to_string(config_.train.lr_schedule), learning_rate(config_, std::max<int64_t>(peak_step, 1)),
       peak_step);
 }
