@@ -87,10 +87,13 @@ BlasBackend detect_blas() {
 
 void configure_threads(int n, int processes) {
   const BlasBackend backend = detect_blas();
-  g_chose_default = n <= 0;
-  if (g_chose_default) g_default = default_threads();
-  const ThreadPlan plan =
-      plan_threads(n > 0 ? n : std::max(1, default_threads() / std::max(processes, 1)), backend);
+  g_chose_default = n <= 0 && processes <= 1;
+  // The processes of a data-parallel run start together, and a sample would count their siblings'
+  // start-up as load: they share the cores evenly instead.
+  int threads = n;
+  if (n <= 0) threads = processes > 1 ? std::max(1, available_cores() / processes) : default_threads();
+  if (g_chose_default) g_default = threads;
+  const ThreadPlan plan = plan_threads(threads, backend);
   // The OpenMP build's openblas_set_num_threads also sets OpenMP's count, so it goes first and ATen's
   // setting (the same number) last.
   if (auto set_blas = openblas_symbol<SetThreadsFn>("openblas_set_num_threads")) set_blas(plan.blas);

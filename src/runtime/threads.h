@@ -61,9 +61,10 @@ int idle_cores_now(int sample_ms = 100);
 // (or resume it exactly) passes --threads.
 int default_threads();
 
-// Applies plan_threads(n > 0 ? n : default_threads() / processes, detect_blas()). `qkv --threads N`
-// calls it with N; 0 chooses for this machine, sharing the idle cores among the `processes` of a
-// data-parallel run on it (at least one thread each).
+// Applies plan_threads(n, detect_blas()) for `qkv --threads N`; 0 chooses for this machine:
+// default_threads() for one process, available_cores() / processes for the `processes` of a
+// data-parallel run on it (at least one thread each; they start together, so a sample of the load
+// would count their own start-up).
 void configure_threads(int n, int processes = 1);
 
 // One line describing the current settings, for logs:
