@@ -185,6 +185,7 @@ void run_bench_train(const BenchTrainArgs& args) {
       {"sgemm_gflops", sgemm.best()},
       {"sgemm_blas_gflops", sgemm.blas},
       {"sgemm_onednn_gflops", sgemm.onednn},
+      {"threads", at::get_num_threads()},
       {"qkv",
        {{"tokens_per_s", ours.tokens_per_s}, {"ms_per_step", ours.ms_per_step}, {"gflops", ours.gflops}}}};
   if (peer) {

@@ -106,6 +106,10 @@ void train(const TrainArgs& args) {
     world->barrier();  // the others start once the run directory is ready
     TrainOptions options;
     options.out_dir = paths.dir;
+    // Named in config errors as resolve_config() names it.
+    options.config_source = args.config.empty() ? latest_checkpoint(paths).value_or(paths.dir)
+                            : args.sets.empty() ? args.config
+                                                : args.config + " with --set overrides";
     options.resume = resume;
     options.live_progress = stdout_is_terminal();
     options.samples = args.samples;

@@ -8,6 +8,8 @@
 #include <torch/torch.h>
 
 #include "base/error.h"
+#include "base/special_tokens.h"
+#include "config/resources.h"
 #include "eval/translate.h"
 #include "runtime/signals.h"
 #include "train/flops.h"
@@ -78,8 +80,13 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
       own_world_(options.world ? nullptr : std::make_unique<dist::World>()),
       world_(options.world ? options.world : own_world_.get()) {
   device_ = world_->device();
+  // Sizes this machine cannot hold are refused before anything is built or written (the vocabulary's
+  // size is not known yet: the special tokens give a lower bound; checked again below).
+  check_fits_in_memory(config_, kUnkId + 1, kUnkId + 1, /*training=*/true, options_.config_source);
   const bool writer = world_->is_writer();
   if (writer) fs::create_directories(paths_.checkpoints);
+  if (const int64_t stale = writer ? CheckpointFiles::remove_stale_temporaries(paths_.checkpoints) : 0)
+    log_ << fmt::format("[ckpt] removed {} temporary file(s) of saves that were killed\n", stale);
   torch::manual_seed(static_cast<uint64_t>(config_.train.seed));
   // Set-up can take a while on a large corpus: a stop requested meanwhile ends it between phases.
   StopOnSignal::check("set-up, before the corpus was ready");
@@ -107,6 +114,8 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
   log_ << fmt::format("[data] {} training pairs, {} dev pairs\n", train.examples.size(),
                       dev_.examples.size());
 
+  check_fits_in_memory(config_, codecs_.src->size(), codecs_.tgt->size(), /*training=*/true,
+                       options_.config_source);
   model_ = Transformer(config_.model, codecs_.src->size(), codecs_.tgt->size());
   model_->to(device_);
   optimizer_ = std::make_unique<torch::optim::Adam>(model_->parameters(), adam_options(config_.train));
@@ -155,7 +164,15 @@ CheckpointMeta Trainer::checkpoint_meta() const {
 std::string Trainer::save(const char* why) {
   if (saved_step_ == step_ || !world_->is_writer()) return last_checkpoint_;
   const std::string path = CheckpointFiles::step_path(paths_.checkpoints, step_);
-  save_checkpoint(path, *model_, optimizer_.get(), checkpoint_meta().to_json());
+  try {
+    save_checkpoint(path, *model_, optimizer_.get(), checkpoint_meta().to_json());
+  } catch (const CheckpointError& e) {  // e.g. a full disk: say what is still there to resume from
+    throw CheckpointError(fmt::format(
+        "{}; {}", e.what(),
+        last_checkpoint_.empty()
+            ? "no earlier checkpoint of this run exists"
+            : "the previous checkpoint " + last_checkpoint_ + " is intact and --resume continues from it"));
+  }
   CheckpointFiles::prune(paths_.checkpoints, config_.train.keep_checkpoints);
   saved_step_ = step_;
   last_checkpoint_ = path;

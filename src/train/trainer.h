@@ -44,6 +44,7 @@ namespace qkv {
 
 struct TrainOptions {
   std::string out_dir;
+  std::string config_source = "config";  // names the config (its file) in errors
   bool resume = false;  // continue from out_dir's newest checkpoint (the caller resolved the config)
   std::ostream* log = &std::cout;
   bool live_progress = false;       // redraw a status line between log lines (on a terminal)
