@@ -24,7 +24,8 @@ struct Case {
   std::string name;
   int64_t b, h, tq, tk, dk, dv;
   bool causal = false;
-  int64_t padded_keys = 0;  // the last keys of batch 1 that are padding
+  int64_t padded_keys = 0;               // the last keys of batch 1 that are padding
+  int64_t hole_begin = 0, hole_end = 0;  // keys [hole_begin, hole_end) of batch 0 are padding
   double dropout_p = 0.0;
   std::optional<double> scale;  // default 1/sqrt(Dk)
 
@@ -38,6 +39,12 @@ struct Case {
   Case with_padding(int64_t keys) const {
     auto c = *this;
     c.padded_keys = keys;
+    return c;
+  }
+  Case with_hole(int64_t begin, int64_t end) const {
+    auto c = *this;
+    c.hole_begin = begin;
+    c.hole_end = end;
     return c;
   }
   Case with_dropout(double p) const {
@@ -57,11 +64,13 @@ void PrintTo(const Case& c, std::ostream* os) {
   *os << c.name;
 }
 
-// [B, Tk] bool, the last `padded_keys` keys of batch 1 hidden; undefined without padding.
+// [B, Tk] bool: the last `padded_keys` keys of batch 1 and the hole of batch 0 hidden; undefined
+// without padding.
 torch::Tensor padding_mask(const Case& c) {
-  if (c.padded_keys == 0) return {};
+  if (c.padded_keys == 0 && c.hole_end == 0) return {};
   auto mask = torch::zeros({c.b, c.tk}, torch::kBool);  // [B, Tk]
-  mask[1].slice(0, c.tk - c.padded_keys).fill_(true);
+  if (c.padded_keys > 0) mask[1].slice(0, c.tk - c.padded_keys).fill_(true);
+  if (c.hole_end > 0) mask[0].slice(0, c.hole_begin, c.hole_end).fill_(true);
   return mask;
 }
 
@@ -145,15 +154,21 @@ void expect_agreement(const Case& c, const std::string& impl, torch::Dtype dtype
   }
 }
 
-// Big enough for several tiles (see plan_tiles in attention_problem.cpp): with 2 MiB tiles, 1100
+// Big enough for several tiles (see plan_tiles in attention_tiles.cpp): with 2 MiB tiles, 1100
 // queries × 520 keys span two or three query blocks in the standard implementation and three
 // 256-key blocks in the memory-efficient one, whose query blocks (2048 float32 rows) the
-// 2100-query case splits.
+// 2100-query case splits. Causal problems take query blocks of 32 to 128 rows, so the causal cases
+// (Tq ≠ Tk, aligned to the end) have several blocks per side: blocks wholly above the diagonal
+// (skipped), blocks crossing it (masked row by row) and blocks below it. Padding at the end of a
+// sequence cuts the keys of the tiles of that batch entry; the hole of 256 keys in "hole_padding"
+// covers a whole key block of the memory-efficient implementation (skipped) and parts of others.
 const std::vector<Case>& agreement_cases() {
   static const std::vector<Case> cases = {
       Case("plain", 1, 3, 1100, 520, 16, 16),
       Case("long_queries", 1, 1, 2100, 300, 8, 8).with_causal(),
       Case("padding_causal", 2, 2, 300, 520, 16, 8).with_causal().with_padding(100),
+      Case("hole_padding", 2, 2, 200, 700, 16, 16).with_causal().with_padding(150).with_hole(256, 512),
+      Case("hole_padding_full", 2, 2, 150, 700, 8, 8).with_hole(200, 600),
       Case("fully_masked_row", 2, 1, 64, 300, 8, 8).with_padding(300),
       Case("dropout", 2, 2, 200, 300, 16, 16).with_causal().with_padding(30).with_dropout(0.2),
   };

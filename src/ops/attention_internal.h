@@ -1,11 +1,13 @@
 // Internals of scaled dot-product attention shared by the three implementations (attention.h) and
-// the dispatcher operator (attention_op.cpp). Not part of the public interface.
+// the dispatcher operator (attention_op.cpp): the flattened problem and the implementations' entry
+// points. How the tiled implementations cut the work is in attention_tiles.h. Not part of the public
+// interface.
 //
 // Every implementation works on the heads flattened into one batch dimension:
 //   N = B·H (one "head" = one batch entry), Tq = query length, Tk = key length,
 //   Dk = query/key width, Dv = value width.
-// Masks are additive biases (0 = visible, -inf = hidden) built per tile, so no [B, H, Tq, Tk] mask is
-// ever materialised by the hand-written implementations.
+// No [B, H, Tq, Tk] mask is ever materialised by the hand-written implementations: the causal mask
+// and the padding are applied tile by tile (attention_tiles.h).
 //
 // Precision: Q, K, V come in float32, float64, bfloat16 or (on CUDA) float16. The matrix products
 // take their operands in that dtype; everything else (scores, probabilities, the online softmax's
@@ -14,12 +16,11 @@
 // the inputs' dtype.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <tuple>
+#include <vector>
 
-#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/types.h>
 
@@ -69,6 +70,17 @@ struct Problem {
   int64_t tk() const { return k.size(1); }
   // Keys past this index are hidden from every query row before `row_end` (causal only).
   int64_t key_end(int64_t row_end) const;
+
+  // The padding mask summarised for skipping work (empty without padding mask), per batch entry b:
+  std::vector<int64_t> pad_prefix;  // [B·(Tk + 1)]: padded keys among keys [0, j), at b·(Tk + 1) + j
+  std::vector<int64_t> pad_end;     // [B]: 1 + the last key that is not padding (0: all are)
+  // Padded keys among keys [j0, j1) of head n (batch entry n / heads).
+  int64_t padded_keys(int64_t n, int64_t j0, int64_t j1) const;
+  // Keys past this index are hidden from every row of heads [n0, n1) before `row_end`: the causal
+  // cut, and the padding that ends every sequence of those heads.
+  int64_t visible_end(int64_t n0, int64_t n1, int64_t row_end) const;
+  // True when keys [j0, j1) are padding for every head of [n0, n1).
+  bool all_padded(int64_t n0, int64_t n1, int64_t j0, int64_t j1) const;
 };
 
 // Flattens q [B, H, Tq, Dk], k, v and the padding mask [B, Tk] into a Problem.
@@ -76,54 +88,12 @@ Problem make_problem(const torch::Tensor& q, const torch::Tensor& k, const torch
                      const torch::Tensor& key_padding_mask, bool causal, double scale, double dropout_p,
                      int64_t seed);
 
-// The additive mask of the tile heads [n0, n1) × query rows [i0, i1) × keys [j0, j1), broadcastable
-// to [n1-n0, i1-i0, j1-j0]; undefined when the tile hides nothing.
-torch::Tensor tile_bias(const Problem& pr, int64_t n0, int64_t n1, int64_t i0, int64_t i1, int64_t j0,
-                        int64_t j1);
-
-// Scores S = scale·Q Kᵀ + bias of one tile, written into `out` [n, bq, bk] (accumulation dtype).
-void tile_scores(const Problem& pr, int64_t n0, int64_t n1, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
-                 torch::Tensor& out);
-
-// A row-wise softmax in place that yields zeros (not NaN) for a row whose scores are all -inf.
-void softmax_rows_(torch::Tensor& s);
-
-// How the score matrix is cut into tiles: heads in groups of `heads`, query rows in blocks of
-// `rows`, keys in blocks of `keys` (the standard implementation takes all keys at once).
-struct TilePlan {
-  int64_t heads, rows, keys;
-};
-TilePlan plan_tiles(const Problem& pr, bool all_keys);
-
-// Calls f(n0, n1, i0, i1) for every tile of heads [n0, n1) × query rows [i0, i1).
-//
-// On the CPU the head groups run in parallel, one per ATen thread, and each tile's matrix products
-// run single-threaded inside it (OpenBLAS's OpenMP build, like ATen's own ops, does not fan out
-// again inside a parallel region): a few large independent pieces instead of many small products
-// each split across the cores, which is what made small T as slow as the composite. A head group's
-// query blocks stay on one thread, in order, because they accumulate into the same dK and dV.
-// On a GPU the tiles are issued in order from the calling thread (kernels are asynchronous).
-template <class F>
-void for_each_tile(const Problem& pr, const TilePlan& plan, F&& f) {
-  const int64_t groups = (pr.n() + plan.heads - 1) / plan.heads;
-  auto run_group = [&](int64_t g) {
-    const int64_t n0 = g * plan.heads, n1 = std::min(n0 + plan.heads, pr.n());
-    for (int64_t i0 = 0; i0 < pr.tq(); i0 += plan.rows) f(n0, n1, i0, std::min(i0 + plan.rows, pr.tq()));
-  };
-  if (pr.q.is_cpu() && groups > 1) {
-    at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t g = begin; g < end; ++g) run_group(g);
-    });
-  } else {
-    for (int64_t g = 0; g < groups; ++g) run_group(g);
-  }
-}
-
 // --- the three implementations (attention_standard.cpp, attention_memory_efficient.cpp,
 // attention_reference.cpp); shapes are the flattened ones of Problem --------------------------------
 
-// out [N, Tq, Dv]; probs [N, Tq, Tk] (without dropout, in the inputs' dtype: the operand of the
-// products that use it) when `save_probs`, else undefined.
+// out [N, Tq, Dv]; when `save_probs`, P without dropout in the inputs' dtype (the operand of the
+// products that use it), stored block by block (ProbsLayout in attention_standard.cpp), else
+// undefined.
 std::tuple<torch::Tensor, torch::Tensor> standard_forward(const Problem& pr, bool save_probs);
 // Returns dq [N, Tq, Dk], dk [N, Tk, Dk], dv [N, Tk, Dv] in the inputs' dtype.
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> standard_backward(const Problem& pr,

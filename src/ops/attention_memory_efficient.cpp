@@ -6,6 +6,11 @@
 // m, ℓ, L, the scores and the accumulators are in the accumulation dtype (attention_internal.h); the
 // blocks of E and dS enter the products in the inputs' dtype.
 //
+// Masked work is skipped as FlashAttention-2 does: a block of query rows stops at the last key its
+// last row can see (key blocks wholly above the causal diagonal are never visited, the block that
+// crosses it is cut there and masked row by row), and key blocks that are padding for every head of
+// the tile are skipped.
+//
 // Dimensions: N = batch·heads, Tq, Tk = query and key lengths, Dk, Dv = widths;
 // a tile has n heads and bq query rows, a key block bk keys.
 #include <limits>
@@ -13,7 +18,8 @@
 #include <torch/torch.h>
 
 #include "ops/attention_dropout.h"
-#include "ops/attention_internal.h"
+#include "ops/attention_tiles.h"
+#include "ops/big_buffer.h"
 #include "ops/gemm.h"
 
 namespace qkv::detail {
@@ -25,31 +31,25 @@ namespace qkv::detail {
 //   4. A = A·exp(m − m') + (E_j ∘ M_j / (1 − p)) V_j      [n, bq, Dv]
 // and at the end O = A / ℓ, L = m + log ℓ (O = 0, L = 0 for a row with no visible key).
 std::tuple<torch::Tensor, torch::Tensor> memory_efficient_forward(const Problem& pr) {
-  const auto plan = plan_tiles(pr, false);
+  const auto plan = plan_tiles(pr, AttentionKind::MemoryEfficient);
   const auto f = pr.acc();
-  auto out = torch::empty({pr.n(), pr.tq(), pr.v.size(2)}, pr.q.options());  // [N, Tq, Dv]
-  auto lse = torch::empty({pr.n(), pr.tq(), 1}, f);                          // [N, Tq, 1]
-  for_each_tile(pr, plan, [&](int64_t n0, int64_t n1, int64_t i0, int64_t i1) {
-    const int64_t n = n1 - n0, bq = i1 - i0, ke = pr.key_end(i1);
+  auto out = big_empty({pr.n(), pr.tq(), pr.v.size(2)}, pr.q.options());  // [N, Tq, Dv]
+  auto lse = torch::empty({pr.n(), pr.tq(), 1}, f);                       // [N, Tq, 1]
+  for_each_tile(pr, plan, TileOrder::RowsIndependent, [&](int64_t n0, int64_t n1, int64_t i0, int64_t i1) {
+    const int64_t n = n1 - n0, bq = i1 - i0, ke = pr.visible_end(n0, n1, i1);
     auto m = torch::full({n, bq, 1}, -std::numeric_limits<double>::infinity(), f);  // [n, bq, 1]
     auto l = torch::zeros({n, bq, 1}, f);                                           // [n, bq, 1]
     auto acc = torch::zeros({n, bq, pr.v.size(2)}, f);                              // [n, bq, Dv]
     auto s_buffer = torch::empty({n, bq, plan.keys}, f);                            // [n, bq, bk]
     for (int64_t j0 = 0; j0 < ke; j0 += plan.keys) {
       const int64_t j1 = std::min(j0 + plan.keys, ke);
-      auto s = s_buffer.slice(2, 0, j1 - j0);                     // [n, bq, bk]
-      tile_scores(pr, n0, n1, i0, i1, j0, j1, s);                 // 1
-      auto m_new = at::maximum(m, s.amax(-1, /*keepdim=*/true));  // 2
-      auto m_safe = m_new.masked_fill(m_new.isneginf(), 0.0);     // keeps exp() free of NaN
-      s.sub_(m_safe).exp_();
-      auto rescale = (m - m_safe).exp_();                 // [n, bq, 1]; 0 on the first block
-      l.mul_(rescale).add_(s.sum(-1, /*keepdim=*/true));  // 3
-      if (pr.dropout_p > 0) {
-        s.mul_(dropout_keep(pr.seed, pr.dropout_p, n0, n1, i0, i1, j0, j1, f));
-      }
-      acc.mul_(rescale);
+      if (pr.all_padded(n0, n1, j0, j1)) continue;
+      const Tile t{n0, n1, i0, i1, j0, j1};
+      auto s = s_buffer.slice(2, 0, j1 - j0);    // [n, bq, bk]
+      tile_scores(pr, t, s);                     // 1
+      online_softmax_tile(pr, t, s, m, l, acc);  // 2, 3 and A·exp(m − m')
+      if (pr.dropout_p > 0) s.mul_(dropout_keep(pr.seed, pr.dropout_p, n0, n1, i0, i1, j0, j1, f));
       batched_gemm(false, false, pr.operand(s), pr.v.slice(0, n0, n1).slice(1, j0, j1), acc, 1.0, 1.0);  // 4
-      m = m_new;
     }
     const auto empty = l.eq(0.0);  // [n, bq, 1] rows without a visible key
     out.slice(0, n0, n1).slice(1, i0, i1).copy_(acc.mul_(l.reciprocal().masked_fill_(empty, 0.0)));
@@ -65,34 +65,35 @@ std::tuple<torch::Tensor, torch::Tensor> memory_efficient_forward(const Problem&
 //   3. dP_j = dP̃_j ∘ M_j / (1 − p)
 //   2. dS_j = P_j ∘ (dP_j − D)
 //   1. dQ += scale · dS_j K_j,  dK_j += scale · dS_jᵀ Q
+// dK and dV sum over the query blocks of a head group, which one thread runs in order.
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> memory_efficient_backward(
     const Problem& pr, const torch::Tensor& out, const torch::Tensor& lse, const torch::Tensor& grad_out) {
-  const auto plan = plan_tiles(pr, false);
-  // With a single query block, each key block's dK and dV have one writer, which writes them
-  // directly; with several they accumulate. dQ is written by the first key block, then accumulates.
-  const bool whole_heads = pr.tq() > 0 && plan.rows >= pr.tq();
+  const auto plan = plan_tiles(pr, AttentionKind::MemoryEfficient);
   const auto f = pr.acc();
-  auto dq = torch::empty(pr.q.sizes(), f);                                                // [N, Tq, Dk]
-  auto dk = whole_heads ? torch::empty(pr.k.sizes(), f) : torch::zeros(pr.k.sizes(), f);  // [N, Tk, Dk]
-  auto dv = whole_heads ? torch::empty(pr.v.sizes(), f) : torch::zeros(pr.v.sizes(), f);  // [N, Tk, Dv]
-  auto row_dot = (grad_out.to(f) * out.to(f)).sum(-1, /*keepdim=*/true);                  // [N, Tq, 1] D
-  for_each_tile(pr, plan, [&](int64_t n0, int64_t n1, int64_t i0, int64_t i1) {
-    const int64_t n = n1 - n0, bq = i1 - i0, ke = pr.key_end(i1);
+  auto dq = big_empty(pr.q.sizes(), f);                                   // [N, Tq, Dk]
+  auto dk = big_zeros(pr.k.sizes(), f);                                   // [N, Tk, Dk]
+  auto dv = big_zeros(pr.v.sizes(), f);                                   // [N, Tk, Dv]
+  auto row_dot = (grad_out.to(f) * out.to(f)).sum(-1, /*keepdim=*/true);  // [N, Tq, 1] D
+  for_each_tile(pr, plan, TileOrder::RowsInOrder, [&](int64_t n0, int64_t n1, int64_t i0, int64_t i1) {
+    const int64_t n = n1 - n0, bq = i1 - i0, ke = pr.visible_end(n0, n1, i1);
     auto q = pr.q.slice(0, n0, n1).slice(1, i0, i1);            // [n, bq, Dk]
     auto d_out = grad_out.slice(0, n0, n1).slice(1, i0, i1);    // [n, bq, Dv]
     auto tile_lse = lse.slice(0, n0, n1).slice(1, i0, i1);      // [n, bq, 1]
     auto tile_dot = row_dot.slice(0, n0, n1).slice(1, i0, i1);  // [n, bq, 1]
     auto dq_tile = dq.slice(0, n0, n1).slice(1, i0, i1);        // [n, bq, Dk]
     auto p_buffer = torch::empty({n, bq, plan.keys}, f);        // [n, bq, bk]
-    if (ke == 0) dq_tile.zero_();                               // no visible key: no gradient
+    auto dp_buffer = torch::empty({n, bq, plan.keys}, f);       // [n, bq, bk]
+    bool dq_written = false;                                    // by an earlier key block
     for (int64_t j0 = 0; j0 < ke; j0 += plan.keys) {
       const int64_t j1 = std::min(j0 + plan.keys, ke);
+      if (pr.all_padded(n0, n1, j0, j1)) continue;
+      const Tile t{n0, n1, i0, i1, j0, j1};
       auto k = pr.k.slice(0, n0, n1).slice(1, j0, j1);  // [n, bk, Dk]
       auto v = pr.v.slice(0, n0, n1).slice(1, j0, j1);  // [n, bk, Dv]
       auto p = p_buffer.slice(2, 0, j1 - j0);           // [n, bq, bk]
-      tile_scores(pr, n0, n1, i0, i1, j0, j1, p);       // 1. S_j
-      p.sub_(tile_lse).exp_();                          //    P_j
-      auto dp = torch::empty({n, bq, j1 - j0}, f);      // [n, bq, bk]
+      tile_scores(pr, t, p);                            // 1. S_j
+      exp_minus_lse_tile(pr, t, p, tile_lse);           //    P_j
+      auto dp = dp_buffer.slice(2, 0, j1 - j0);         // [n, bq, bk]
       batched_gemm(false, true, d_out, v, dp);          // dP̃_j = dO V_jᵀ
       auto p_used = p;                                  // P̃_j
       if (pr.dropout_p > 0) {
@@ -100,16 +101,17 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> memory_efficient_backwar
         dp.mul_(keep);  // 3. dP_j
         p_used = p * keep;
       }
-      auto dv_block = dv.slice(0, n0, n1).slice(1, j0, j1);  // [n, bk, Dv]
-      auto dk_block = dk.slice(0, n0, n1).slice(1, j0, j1);  // [n, bk, Dk]
-      const double accumulate = whole_heads ? 0.0 : 1.0;     // β: write, or add
-      batched_gemm(true, false, pr.operand(p_used), d_out, dv_block, 1.0,
-                   accumulate);   // 4. dV_j (+)= P̃_jᵀ dO
-      dp.sub_(tile_dot).mul_(p);  // 2. dS_j
+      auto dv_block = dv.slice(0, n0, n1).slice(1, j0, j1);                      // [n, bk, Dv]
+      auto dk_block = dk.slice(0, n0, n1).slice(1, j0, j1);                      // [n, bk, Dk]
+      batched_gemm(true, false, pr.operand(p_used), d_out, dv_block, 1.0, 1.0);  // 4. dV_j += P̃_jᵀ dO
+      ds_tile(pr, dp, p, tile_dot);                                              // 2. dS_j
       const auto ds = pr.operand(dp);
-      batched_gemm(false, false, ds, k, dq_tile, pr.scale, j0 == 0 ? 0.0 : 1.0);  // 1. dQ (+)= scale·dS_j K_j
-      batched_gemm(true, false, ds, q, dk_block, pr.scale, accumulate);  //    dK_j (+)= scale·dS_jᵀ Q
+      batched_gemm(false, false, ds, k, dq_tile, pr.scale,
+                   dq_written ? 1.0 : 0.0);                       // 1. dQ (+)= scale·dS_j K_j
+      batched_gemm(true, false, ds, q, dk_block, pr.scale, 1.0);  //    dK_j += scale·dS_jᵀ Q
+      dq_written = true;
     }
+    if (!dq_written) dq_tile.zero_();  // no visible key: no gradient
   });
   return {dq.to(pr.dtype()), dk.to(pr.dtype()), dv.to(pr.dtype())};
 }

@@ -1,5 +1,5 @@
-// The pieces every attention implementation shares: input checks, the flattened Problem, the
-// per-tile additive mask and scores, a NaN-free row softmax, and how the score matrix is tiled.
+// The pieces every attention implementation shares: input checks and the flattened Problem, with its
+// padding mask summarised for the tiled implementations to skip padded keys.
 //
 // Dimensions: B = batch, H = heads, N = B·H, Tq, Tk = query and key lengths, Dk, Dv = widths.
 #include <algorithm>
@@ -11,7 +11,6 @@
 #include <torch/torch.h>
 
 #include "ops/attention_internal.h"
-#include "ops/gemm.h"
 
 namespace qkv::detail {
 namespace {
@@ -82,6 +81,48 @@ int64_t Problem::key_end(int64_t row_end) const {
   return causal ? std::clamp<int64_t>(row_end + offset, 0, tk()) : tk();
 }
 
+int64_t Problem::padded_keys(int64_t n, int64_t j0, int64_t j1) const {
+  if (pad_prefix.empty()) return 0;
+  const auto* prefix = pad_prefix.data() + (n / heads) * (tk() + 1);
+  return prefix[j1] - prefix[j0];
+}
+
+int64_t Problem::visible_end(int64_t n0, int64_t n1, int64_t row_end) const {
+  const int64_t end = key_end(row_end);
+  if (pad_end.empty() || n1 <= n0) return end;
+  int64_t padded_from = 0;  // the latest end of the unpadded keys among the heads' batch entries
+  for (int64_t b = n0 / heads; b <= (n1 - 1) / heads; ++b) padded_from = std::max(padded_from, pad_end[b]);
+  return std::min(end, padded_from);
+}
+
+bool Problem::all_padded(int64_t n0, int64_t n1, int64_t j0, int64_t j1) const {
+  if (pad_prefix.empty() || n1 <= n0) return false;
+  for (int64_t b = n0 / heads; b <= (n1 - 1) / heads; ++b) {
+    if (padded_keys(b * heads, j0, j1) < j1 - j0) return false;
+  }
+  return true;
+}
+
+namespace {
+
+// Fills pr.pad_prefix and pr.pad_end from the mask [B, Tk] (read once, on the CPU).
+void summarise_padding(const torch::Tensor& key_padding_mask, Problem& pr) {
+  const auto mask = key_padding_mask.to(torch::kCPU).contiguous();  // [B, Tk] bool
+  const int64_t batch = mask.size(0), tk = mask.size(1);
+  const bool* padded = mask.data_ptr<bool>();
+  pr.pad_prefix.assign(static_cast<size_t>(batch * (tk + 1)), 0);
+  pr.pad_end.assign(static_cast<size_t>(batch), 0);
+  for (int64_t b = 0; b < batch; ++b) {
+    int64_t* prefix = pr.pad_prefix.data() + b * (tk + 1);
+    for (int64_t j = 0; j < tk; ++j) {
+      prefix[j + 1] = prefix[j] + (padded[b * tk + j] ? 1 : 0);
+      if (!padded[b * tk + j]) pr.pad_end[b] = j + 1;
+    }
+  }
+}
+
+}  // namespace
+
 Problem make_problem(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                      const torch::Tensor& key_padding_mask, bool causal, double scale, double dropout_p,
                      int64_t seed) {
@@ -98,74 +139,13 @@ Problem make_problem(const torch::Tensor& q, const torch::Tensor& k, const torch
                       .expand({pr.batch, pr.heads, 1, k.size(2)})
                       .reshape({n, 1, k.size(2)});  // [N, 1, Tk]
   }
+  if (key_padding_mask.defined()) summarise_padding(key_padding_mask, pr);
   pr.causal = causal;
   pr.offset = k.size(2) - q.size(2);
   pr.scale = scale;
   pr.dropout_p = dropout_p;
   pr.seed = seed;
   return pr;
-}
-
-torch::Tensor tile_bias(const Problem& pr, int64_t n0, int64_t n1, int64_t i0, int64_t i1, int64_t j0,
-                        int64_t j1) {
-  torch::Tensor bias;
-  if (pr.pad_bias.defined()) bias = pr.pad_bias.slice(0, n0, n1).slice(2, j0, j1);  // [n, 1, bk]
-  // Causal: only a block that reaches past the first row's horizon hides anything.
-  if (pr.causal && j1 - 1 > i0 + pr.offset) {
-    const auto ints = pr.acc().dtype(torch::kLong);
-    auto horizon = torch::arange(i0, i1, ints).add_(pr.offset).unsqueeze(1);  // [bq, 1]
-    auto keys = torch::arange(j0, j1, ints).unsqueeze(0);                     // [1, bk]
-    auto causal =
-        torch::zeros({i1 - i0, j1 - j0}, pr.acc()).masked_fill_(keys.gt(horizon), kNegInf);  // [bq, bk]
-    bias = bias.defined() ? bias + causal : causal;  // [n, bq, bk] or [bq, bk]
-  }
-  return bias;
-}
-
-void tile_scores(const Problem& pr, int64_t n0, int64_t n1, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
-                 torch::Tensor& out) {
-  auto q = pr.q.slice(0, n0, n1).slice(1, i0, i1);  // [n, bq, Dk]
-  auto k = pr.k.slice(0, n0, n1).slice(1, j0, j1);  // [n, bk, Dk]
-  auto bias = tile_bias(pr, n0, n1, i0, i1, j0, j1);
-  if (bias.defined()) {
-    out.copy_(bias.expand({n1 - n0, i1 - i0, j1 - j0}));
-    batched_gemm(false, true, q, k, out, pr.scale, 1.0);  // [n, bq, bk] = bias + scale·Q Kᵀ
-  } else {
-    batched_gemm(false, true, q, k, out, pr.scale);  // [n, bq, bk] = scale·Q Kᵀ
-  }
-}
-
-void softmax_rows_(torch::Tensor& s) {
-  // Subtracting the row maximum keeps exp() finite; a fully masked row has maximum -inf, which is
-  // replaced by 0 so that the row becomes exp(-inf) = 0 everywhere instead of NaN.
-  auto m = s.amax(-1, /*keepdim=*/true);  // [.., rows, 1]
-  m.masked_fill_(m.isneginf(), 0.0);
-  s.sub_(m).exp_();
-  auto sum = s.sum(-1, /*keepdim=*/true);  // [.., rows, 1]
-  s.mul_(sum.reciprocal().masked_fill_(sum.eq(0.0), 0.0));
-}
-
-TilePlan plan_tiles(const Problem& pr, bool all_keys) {
-  // On the CPU a score tile of 2 MiB (one L2 cache's worth, well inside the shared L3) lets the
-  // elementwise passes over it (mask, softmax, gradient) run from cache between the matrix
-  // products, while keeping those products large enough for BLAS to run near its peak (0.5 to
-  // 8 MiB measured within noise of each other; 32 MiB, i.e. no tiling, was slower). On a GPU a
-  // kernel launch costs as much as a small tile's work: tiles there are as large as memory
-  // comfortably allows, which for the usual sizes means a single tile.
-  constexpr int64_t kCpuTileBytes = int64_t{2} << 20;
-  constexpr int64_t kDeviceTileBytes = int64_t{256} << 20;
-  constexpr int64_t kCpuKeyBlock = 256, kDeviceKeyBlock = 4096;
-  const bool cpu = pr.q.is_cpu();
-  const int64_t score_bytes = static_cast<int64_t>(c10::elementSize(pr.acc().dtype().toScalarType()));
-  const int64_t elems = (cpu ? kCpuTileBytes : kDeviceTileBytes) / score_bytes;  // score tiles
-  const int64_t tq = std::max<int64_t>(pr.tq(), 1), tk = std::max<int64_t>(pr.tk(), 1);
-  TilePlan plan;
-  plan.keys = all_keys ? tk : std::min<int64_t>(tk, cpu ? kCpuKeyBlock : kDeviceKeyBlock);
-  // Whole heads when one fits (a contiguous tile), else one head and as many rows as fit.
-  plan.rows = std::clamp<int64_t>(elems / plan.keys, std::min<int64_t>(tq, 16), tq);
-  plan.heads =
-      plan.rows == tq ? std::clamp<int64_t>(elems / (plan.keys * tq), 1, std::max<int64_t>(pr.n(), 1)) : 1;
-  return plan;
 }
 
 }  // namespace qkv::detail

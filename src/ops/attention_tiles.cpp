@@ -1,0 +1,131 @@
+// How the tiled attention implementations cut and share out the work: the tile plan, the balance of
+// the runs over the threads, a tile's mask and scores (see attention_tiles.h).
+//
+// Dimensions: N = batch·heads, Tq, Tk = query and key lengths, Dk = width; a tile has n heads, bq
+// query rows and bk keys.
+#include "ops/attention_tiles.h"
+
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include <torch/torch.h>
+
+#include "ops/gemm.h"
+
+namespace qkv::detail {
+namespace {
+
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+// Query rows per block of a causal problem: about an eighth of the queries, a power of two from 32
+// to 128. Block b then computes the keys up to its last row's horizon, so the blocks' staircase
+// exceeds the triangle by half a block per row block: (1 + bq/Tq)/2 of the full work, 0.56 at
+// Tq = 512 or 1024 with 64 or 128 rows. Fewer rows than 32 make the products inefficient; more than
+// 128 waste more than they gain.
+int64_t causal_rows(int64_t tq) {
+  int64_t rows = 32;
+  while (rows < 128 && rows * 8 < tq) rows *= 2;
+  return std::min(rows, tq);
+}
+
+}  // namespace
+
+TilePlan plan_tiles(const Problem& pr, AttentionKind kind) {
+  // On the CPU a score tile of 2 MiB (one L2 cache's worth, well inside the shared L3) lets the
+  // elementwise passes over it (mask, softmax, gradient) run from cache between the matrix
+  // products, while keeping those products large enough for BLAS to run near its peak (0.5 to
+  // 8 MiB measured within noise of each other; 32 MiB, i.e. no tiling, was slower). On a GPU a
+  // kernel launch costs as much as a small tile's work: tiles there are as large as memory
+  // comfortably allows, which for the usual sizes means a single tile.
+  constexpr int64_t kCpuTileBytes = int64_t{2} << 20;
+  constexpr int64_t kDeviceTileBytes = int64_t{256} << 20;
+  constexpr int64_t kCpuKeyBlock = 256, kDeviceKeyBlock = 4096;
+  const bool cpu = pr.q.is_cpu();
+  const int64_t score_bytes = static_cast<int64_t>(c10::elementSize(pr.acc().dtype().toScalarType()));
+  const int64_t elems = (cpu ? kCpuTileBytes : kDeviceTileBytes) / score_bytes;  // per score tile
+  const int64_t n = std::max<int64_t>(pr.n(), 1);
+  const int64_t tq = std::max<int64_t>(pr.tq(), 1), tk = std::max<int64_t>(pr.tk(), 1);
+  TilePlan plan;
+  plan.keys =
+      kind == AttentionKind::Standard ? tk : std::min<int64_t>(tk, cpu ? kCpuKeyBlock : kDeviceKeyBlock);
+  // A causal problem in row blocks that follow the diagonal; otherwise whole heads when one fits (a
+  // contiguous tile), else as many rows as fit.
+  plan.rows = pr.causal && cpu ? causal_rows(tq)
+                               : std::clamp<int64_t>(elems / plan.keys, std::min<int64_t>(tq, 16), tq);
+  plan.heads = std::clamp<int64_t>(elems / (plan.keys * plan.rows), 1, n);
+  // At least two head groups per thread when there are heads enough, so that balance_tiles has pieces
+  // to even out (the backward runs a head group on one thread).
+  if (cpu) plan.heads = std::min(plan.heads, std::max<int64_t>(1, n / (2 * at::get_num_threads())));
+  return plan;
+}
+
+std::vector<std::vector<TileRun>> balance_tiles(const Problem& pr, const TilePlan& plan, TileOrder order,
+                                                int threads) {
+  struct Piece {
+    TileRun run;
+    int64_t work;  // the scores it computes, + 1 so that an empty piece still counts
+  };
+  std::vector<Piece> pieces;
+  for (int64_t n0 = 0; n0 < pr.n(); n0 += plan.heads) {
+    const int64_t n1 = std::min(n0 + plan.heads, pr.n());
+    for (int64_t i0 = 0; i0 < pr.tq(); i0 += plan.rows) {
+      const int64_t i1 = std::min(i0 + plan.rows, pr.tq());
+      const int64_t work = (n1 - n0) * (i1 - i0) * pr.visible_end(n0, n1, i1) + 1;
+      if (order == TileOrder::RowsInOrder && i0 > 0) {  // one run per head group
+        pieces.back().run.i_end = i1;
+        pieces.back().work += work;
+      } else {
+        pieces.push_back({{n0, n1, i0, i1}, work});
+      }
+    }
+  }
+  threads = std::max(1, std::min<int>(threads, static_cast<int>(pieces.size())));
+  std::vector<std::vector<TileRun>> lists(static_cast<size_t>(threads));
+  if (threads == 1) {
+    for (const auto& p : pieces) lists[0].push_back(p.run);
+    return lists;
+  }
+  std::stable_sort(pieces.begin(), pieces.end(),
+                   [](const Piece& a, const Piece& b) { return a.work > b.work; });
+  std::vector<int64_t> load(static_cast<size_t>(threads), 0);
+  for (const auto& p : pieces) {
+    const auto t = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    lists[t].push_back(p.run);
+    load[t] += p.work;
+  }
+  return lists;
+}
+
+torch::Tensor tile_bias(const Problem& pr, const Tile& t) {
+  torch::Tensor bias;
+  if (pr.pad_bias.defined()) bias = pr.pad_bias.slice(0, t.n0, t.n1).slice(2, t.j0, t.j1);  // [n, 1, bk]
+  // Causal: only a block that reaches past the first row's horizon hides anything.
+  if (pr.causal && t.j1 - 1 > t.i0 + pr.offset) {
+    const auto ints = pr.acc().dtype(torch::kLong);
+    auto horizon = torch::arange(t.i0, t.i1, ints).add_(pr.offset).unsqueeze(1);  // [bq, 1]
+    auto keys = torch::arange(t.j0, t.j1, ints).unsqueeze(0);                     // [1, bk]
+    auto causal = torch::zeros({t.i1 - t.i0, t.j1 - t.j0}, pr.acc())
+                      .masked_fill_(keys.gt(horizon), kNegInf);  // [bq, bk]
+    bias = bias.defined() ? bias + causal : causal;              // [n, bq, bk] or [bq, bk]
+  }
+  return bias;
+}
+
+void tile_scores(const Problem& pr, const Tile& t, torch::Tensor& out) {
+  auto q = pr.q.slice(0, t.n0, t.n1).slice(1, t.i0, t.i1);  // [n, bq, Dk]
+  auto k = pr.k.slice(0, t.n0, t.n1).slice(1, t.j0, t.j1);  // [n, bk, Dk]
+  batched_gemm(false, true, q, k, out, pr.scale);           // [n, bq, bk] = scale·Q Kᵀ
+}
+
+void softmax_rows_(torch::Tensor& s) {
+  // Subtracting the row maximum keeps exp() finite; a fully masked row has maximum -inf, which is
+  // replaced by 0 so that the row becomes exp(-inf) = 0 everywhere instead of NaN.
+  auto m = s.amax(-1, /*keepdim=*/true);  // [.., rows, 1]
+  m.masked_fill_(m.isneginf(), 0.0);
+  s.sub_(m).exp_();
+  auto sum = s.sum(-1, /*keepdim=*/true);  // [.., rows, 1]
+  s.mul_(sum.reciprocal().masked_fill_(sum.eq(0.0), 0.0));
+}
+
+}  // namespace qkv::detail

@@ -1,0 +1,105 @@
+// How the tiled attention implementations (standard, memory_efficient) cut the score matrix and run
+// the pieces: a tile is heads × query rows × keys; a plan sizes them; the threads get runs of tiles
+// of about equal work; the passes over a tile's rows apply the mask and the softmax between its
+// matrix products.
+//
+// Masked work is skipped rather than masked: a block of query rows only ever sees the keys before
+// Problem::visible_end (the causal diagonal of its last row, the padding that ends its sequences), and
+// within those the causal mask touches only the rows whose own horizon ends inside the tile.
+//
+// Dimensions: N = batch·heads, Tq, Tk = query and key lengths; a tile has n heads, bq query rows
+// and bk keys.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include <ATen/Parallel.h>
+#include <torch/types.h>
+
+#include "base/config.h"
+#include "ops/attention_internal.h"
+
+namespace qkv::detail {
+
+// Heads [n0, n1) × query rows [i0, i1) × keys [j0, j1).
+struct Tile {
+  int64_t n0, n1, i0, i1, j0, j1;
+};
+
+// How the score matrix is cut: heads in groups of `heads`, query rows in blocks of `rows`, keys in
+// blocks of `keys` (the standard implementation takes every visible key at once).
+struct TilePlan {
+  int64_t heads, rows, keys;
+};
+TilePlan plan_tiles(const Problem& pr, AttentionKind kind);
+
+// Whether the query blocks of a head group may run on different threads (forward) or must run on one,
+// in order (backward: they add into the same dK and dV).
+enum class TileOrder { RowsIndependent, RowsInOrder };
+
+// What one thread runs: the query blocks starting in [i_begin, i_end) of heads [n0, n1).
+struct TileRun {
+  int64_t n0, n1, i_begin, i_end;
+};
+
+// The plan's runs dealt to `threads` lists of about equal work (the scores each block computes, which
+// the causal mask and the padding make uneven): largest first, each to the least loaded list.
+std::vector<std::vector<TileRun>> balance_tiles(const Problem& pr, const TilePlan& plan, TileOrder order,
+                                                int threads);
+
+// Calls f(n0, n1, i0, i1) for every tile of heads [n0, n1) × query rows [i0, i1).
+//
+// On the CPU the runs go in parallel, one list per ATen thread, and each tile's matrix products run
+// single-threaded inside it (oneDNN, like ATen's own ops, does not fan out again inside a parallel
+// region): a few large independent pieces instead of many small products each split across the
+// cores. On a GPU the tiles are issued in order from the calling thread (kernels are asynchronous).
+template <class F>
+void for_each_tile(const Problem& pr, const TilePlan& plan, TileOrder order, F&& f) {
+  auto run = [&](const TileRun& r) {
+    for (int64_t i0 = r.i_begin; i0 < r.i_end; i0 += plan.rows) {
+      f(r.n0, r.n1, i0, std::min(i0 + plan.rows, pr.tq()));
+    }
+  };
+  const int threads = pr.q.is_cpu() && !at::in_parallel_region() ? at::get_num_threads() : 1;
+  const auto lists = balance_tiles(pr, plan, order, threads);
+  if (lists.size() <= 1) {
+    for (const auto& list : lists) {
+      for (const auto& r : list) run(r);
+    }
+    return;
+  }
+  at::parallel_for(0, static_cast<int64_t>(lists.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      for (const auto& r : lists[static_cast<size_t>(t)]) run(r);
+    }
+  });
+}
+
+// The additive mask of a tile (0 = visible, -inf = hidden), broadcastable to [n, bq, bk]; undefined
+// when the tile hides nothing.
+torch::Tensor tile_bias(const Problem& pr, const Tile& t);
+
+// Scores S = scale·Q Kᵀ of a tile, without its mask (the row passes apply it), written into `out`
+// [n, bq, bk] in the accumulation dtype.
+void tile_scores(const Problem& pr, const Tile& t, torch::Tensor& out);
+
+// A row-wise softmax in place that yields zeros (not NaN) for a row whose scores are all -inf.
+void softmax_rows_(torch::Tensor& s);
+
+// --- the row passes (attention_rows.cpp): s, p, dp are [n, bq, bk] tiles in the accumulation dtype
+// with contiguous rows; m, l, lse, d are [n, bq, 1], acc [n, bq, Dv] ---------------------------------
+
+// P = softmax(S + mask) in place; a row without a visible key becomes 0.
+void softmax_tile(const Problem& pr, const Tile& t, torch::Tensor& s);
+// One key block of the online softmax: with S_j + mask in s, m' = max(m, rowmax), s = exp(S_j − m')
+// (0 where hidden), ℓ = ℓ·exp(m − m') + rowsum s, acc = acc·exp(m − m'), m = m'.
+void online_softmax_tile(const Problem& pr, const Tile& t, torch::Tensor& s, torch::Tensor& m,
+                         torch::Tensor& l, torch::Tensor& acc);
+// P = exp(S + mask − L) in place, L the row's log-sum-exp (0 where hidden).
+void exp_minus_lse_tile(const Problem& pr, const Tile& t, torch::Tensor& s, const torch::Tensor& lse);
+// dS = P ∘ (dP − D) in place of dP; P in the accumulation dtype or the inputs'.
+void ds_tile(const Problem& pr, torch::Tensor& dp, const torch::Tensor& p, const torch::Tensor& d);
+
+}  // namespace qkv::detail
