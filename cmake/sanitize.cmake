@@ -23,7 +23,7 @@ if(QKV_SANITIZE)
                       -fno-optimize-sibling-calls $<IF:$<CXX_COMPILER_ID:Clang>,-gline-tables-only,-g1>)
   add_link_options(-fsanitize=address,undefined)
   add_library(qkv_sanitizer_defaults OBJECT ${CMAKE_CURRENT_LIST_DIR}/../tests/sanitize/defaults.cpp)
-  link_libraries(qkv_sanitizer_defaults)
+  link_libraries($<BUILD_INTERFACE:qkv_sanitizer_defaults>)  # not part of the installed package
 endif()
 
 if(QKV_FUZZ)
