@@ -117,7 +117,8 @@ const std::vector<Case>& gradcheck_cases() {
 class AttentionGradcheck : public ::testing::TestWithParam<std::tuple<std::string, Case>> {};
 
 TEST_P(AttentionGradcheck, MatchesFiniteDifferences) {
-  const auto& [impl, c] = GetParam();
+  const std::string& impl = std::get<0>(GetParam());  // named, not bound: lambdas capture them
+  const Case& c = std::get<1>(GetParam());
   test::GradcheckOptions options;
   // Central differences with eps = 1e-6 in float64: truncation error ~eps²·|f'''| ≈ 1e-12 and
   // rounding error ~1e-16·|L| / eps ≈ 1e-10·|L|, with |L| = O(10) here: 1e-8 + 1e-6 relative
