@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 
 namespace {
 namespace fs = std::filesystem;
@@ -81,6 +82,7 @@ TEST_F(CliTest, UsageAndConfigErrorsExitTwo) {
            std::string("train --config configs/tiny.json --set train.steps=many"),  // wrong type
            std::string("translate"),                                                // no --checkpoint
            "evaluate --checkpoint " + bad_checkpoint + " --split bogus",            // not a split
+           "translate --checkpoint " + bad_checkpoint + " --precision fp64",        // not a precision
            "average --out " + (dir_ / "avg.pt").string(),                           // nothing to average
            std::string("no-such-command"),
        }) {
@@ -117,9 +119,14 @@ TEST_F(CliTest, TrainTranslateEvaluateAverageEndToEnd) {
   // Resuming keeps the architecture: a --set on a model key that changes it is refused.
   run = qkv(fmt::format("train --out '{}' --resume --set model.d_model=64", out.string()));
   EXPECT_EQ(run.code, 2) << run.output;
-  run = qkv(fmt::format("train --out '{}' --resume --set train.steps=30 --no-final-eval", out.string()));
+  // ... but the precision may change: the checkpoint's weights are fp32 whatever trained them.
+  run =
+      qkv(fmt::format("train --out '{}' --resume --set train.steps=30 --set train.precision=bf16 "
+                      "--no-final-eval",
+                      out.string()));
   EXPECT_EQ(run.code, 0) << run.output;
   EXPECT_TRUE(contains(run.output, "resumed from")) << run.output;
+  EXPECT_TRUE(contains(run.output, "precision: bf16")) << run.output;
   EXPECT_TRUE(fs::exists(out / "checkpoints/step-30.pt"));
 
   const std::string best = (out / "checkpoints/best.pt").string();
@@ -131,6 +138,10 @@ TEST_F(CliTest, TrainTranslateEvaluateAverageEndToEnd) {
   EXPECT_EQ(count_lines(hyps), count_lines(dev_src));
   run = qkv(fmt::format("translate --checkpoint '{}' --beam 1 < '{}'", best, dev_src.string()));
   EXPECT_EQ(run.code, 0) << run.output;
+  run = qkv(fmt::format("translate --checkpoint '{}' --input '{}' --output '{}' --precision bf16", best,
+                        dev_src.string(), hyps.string()));
+  EXPECT_EQ(run.code, 0) << run.output;
+  EXPECT_EQ(count_lines(hyps), count_lines(dev_src));
 
   run = qkv(fmt::format("evaluate --checkpoint '{}' --split dev", best));
   EXPECT_EQ(run.code, 0) << run.output;
@@ -140,8 +151,22 @@ TEST_F(CliTest, TrainTranslateEvaluateAverageEndToEnd) {
   const std::string average = (dir_ / "average.pt").string();
   run = qkv(fmt::format("average --out '{}' --last 2 --dir '{}'", average, (out / "checkpoints").string()));
   EXPECT_EQ(run.code, 0) << run.output;
-  run = qkv(fmt::format("evaluate --checkpoint '{}' --split test", average));
+  run = qkv(fmt::format("evaluate --checkpoint '{}' --split test --precision bf16", average));
   EXPECT_EQ(run.code, 0) << run.output;
+  EXPECT_TRUE(contains(run.output, "bf16")) << run.output;
+}
+
+// fp16 needs CUDA: on a machine without a GPU, training and decoding in it are refused up front.
+TEST_F(CliTest, Fp16IsRefusedWithoutAGpu) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is present: fp16 runs there";
+  Result run = qkv("train " + tiny("fp16") + " --set train.precision=fp16");
+  EXPECT_EQ(run.code, 2) << run.output;
+  EXPECT_TRUE(contains(run.output, "train.precision \"fp16\" needs a CUDA device")) << run.output;
+  const std::string checkpoint = (dir_ / "none.pt").string();
+  std::ofstream(checkpoint) << "junk";
+  run = qkv("translate --checkpoint " + checkpoint + " --precision fp16");
+  EXPECT_EQ(run.code, 2) << run.output;
+  EXPECT_TRUE(contains(run.output, "--precision fp16 needs a CUDA device")) << run.output;
 }
 
 }  // namespace

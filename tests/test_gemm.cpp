@@ -62,6 +62,20 @@ TEST(Linear, OnlyTheNeededGradientsAreComputed) {
   EXPECT_FALSE(x.grad().defined());
 }
 
+// One row (a decoding step of one sentence): the bias broadcast over it is the bias itself, and the
+// product once accumulated into it, so every later call saw a corrupted bias.
+TEST(Linear, OneRowLeavesTheBiasAlone) {
+  torch::NoGradGuard no_grad;  // as in decoding, where nothing else would notice
+  auto x = torch::randn({1, 8});
+  auto w = torch::randn({3, 8});
+  auto b = torch::randn({3});
+  const auto bias_before = b.clone();
+  const auto first = gemm_linear(x, w, b);
+  EXPECT_TRUE(torch::equal(b, bias_before));
+  EXPECT_TRUE(torch::equal(gemm_linear(x, w, b), first));
+  expect_close(first, torch::linear(x, w, bias_before), "output");
+}
+
 TEST(Linear, DoubleFallsBackToTorchLinear) {
   auto x = torch::randn({6, 5}, torch::kDouble);
   auto w = torch::randn({4, 5}, torch::kDouble);

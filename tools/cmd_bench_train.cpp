@@ -1,14 +1,16 @@
 // qkv bench train: training throughput in target tokens/s, next to the same model trained by PyTorch
 // (tools/peer_train.py driving torch.nn.Transformer under /usr/bin/python3) in the same run, with the
-// same sizes, batch, optimizer, dropout, label smoothing and thread settings. Each side's achieved
-// GFLOP/s (the model's matmul FLOPs, flops.h) is set against this machine's sgemm rate, measured in
-// the same run.
+// same sizes, batch, optimizer, dropout, label smoothing, thread settings and precision (train.precision:
+// qkv's policy, ops/precision.h, against torch.autocast). Each side's achieved GFLOP/s (the model's
+// matmul FLOPs, flops.h) is set against this machine's fp32 sgemm rate, measured in the same run.
+// The benchmark runs on the CPU, so train.precision "fp16" (CUDA only) is refused.
 //
 // Batches are synthetic: B sentences of exactly S source and T target tokens (no padding), the same
 // batch every step, so both sides do exactly the same arithmetic. Timing starts after warm-up steps.
 //
 //   qkv bench train                                   # configs/toy.json's model and batch
 //   qkv bench train --config configs/toy.json --set model.d_model=512 --steps 10 --json
+//   qkv bench train --config configs/aiayn/base.json --vocab 8000 --batch 64 --set train.precision=bf16
 #include <unistd.h>
 
 #include <algorithm>
@@ -88,7 +90,8 @@ Throughput bench_qkv(const Config& config, int64_t vocab, const Batch& batch, co
                           torch::optim::AdamOptions(1e-4)
                               .betas(std::make_tuple(config.train.adam_betas[0], config.train.adam_betas[1]))
                               .eps(config.train.adam_eps));
-  const StepOptions options{config.train.label_smoothing, config.train.clip_norm, 1e-4};
+  const StepOptions options{config.train.label_smoothing, config.train.clip_norm, 1e-4,
+                            config.train.precision};
   for (int64_t i = 0; i < args.warmup; ++i) train_step(model, adam, {batch}, options);
   const auto start = Clock::now();
   for (int64_t i = 0; i < args.steps; ++i) train_step(model, adam, {batch}, options);
@@ -119,11 +122,12 @@ nlohmann::json run_peer(const Config& config, int64_t vocab, const Batch& batch,
       "'{}' '{}' --json --d-model {} --d-ff {} --heads {} --encoder-layers {} --decoder-layers {} --vocab {} "
       "--dropout {} --attention-dropout {} --relu-dropout {} --label-smoothing {} --norm {} --batch {} "
       "--src-len {} --tgt-len {} --adam-betas {} {} "
-      "--adam-eps {} --threads {} --steps {} --warmup {} 2>&1",
+      "--adam-eps {} --threads {} --steps {} --warmup {} --precision {} 2>&1",
       args.python, find_peer_script(args), m.d_model, m.d_ff, m.heads, m.encoder_layers, m.decoder_layers,
       vocab, m.dropout, m.attention_dropout, m.relu_dropout, config.train.label_smoothing, to_string(m.norm),
       batch.src.size(0), batch.src.size(1), batch.tgt_in.size(1), config.train.adam_betas[0],
-      config.train.adam_betas[1], config.train.adam_eps, at::get_num_threads(), args.steps, args.warmup);
+      config.train.adam_betas[1], config.train.adam_eps, at::get_num_threads(), args.steps, args.warmup,
+      to_string(config.train.precision));
   FILE* pipe = ::popen(command.c_str(), "r");
   if (pipe == nullptr) throw std::runtime_error("cannot start the PyTorch peer: " + command);
   std::string output;
@@ -145,9 +149,9 @@ void print_report(const Config& config, int64_t vocab, const Batch& batch, const
                   const Throughput& ours, const std::optional<nlohmann::json>& peer,
                   const BenchTrainArgs& args) {
   const auto& m = config.model;
-  fmt::print("qkv bench train: {} (d_model {}, d_ff {}, heads {}, layers {}+{}, {}-norm), vocab {}\n",
+  fmt::print("qkv bench train: {} (d_model {}, d_ff {}, heads {}, layers {}+{}, {}-norm), vocab {}, {}\n",
              args.config, m.d_model, m.d_ff, m.heads, m.encoder_layers, m.decoder_layers, to_string(m.norm),
-             vocab);
+             vocab, to_string(config.train.precision));
   fmt::print(
       "batch: {} sentences x {} source / {} target tokens = {} target tokens per step; dropout {}, label "
       "smoothing {}, Adam; {} timed steps after {} warm-up\n",
@@ -172,6 +176,7 @@ void print_report(const Config& config, int64_t vocab, const Batch& batch, const
 
 void run_bench_train(const BenchTrainArgs& args) {
   Config config = resolve_config(args.config, args.sets);
+  validate_device(config, /*cuda=*/false, args.config);
   const int64_t vocab = vocabulary_size(args, config);
   const int64_t batch_size =
       args.batch > 0 ? args.batch : std::max<int64_t>(1, config.train.max_tokens / (args.tgt_len + 1));
@@ -187,6 +192,7 @@ void run_bench_train(const BenchTrainArgs& args) {
   if (!args.json) return print_report(config, vocab, batch, sgemm, ours, peer, args);
   nlohmann::json out = {
       {"config", args.config},
+      {"precision", to_string(config.train.precision)},
       {"vocab", vocab},
       {"batch", batch.src.size(0)},
       {"src_len", batch.src.size(1)},

@@ -2,9 +2,10 @@
 //
 //   qkv translate --checkpoint runs/toy/checkpoints/best.pt < input.txt > output.txt
 //   qkv translate --checkpoint C --beam 1 --input F --output G
-//   qkv evaluate --checkpoint runs/toy/checkpoints/best.pt --split test
+//   qkv evaluate --checkpoint runs/toy/checkpoints/best.pt --split test --precision bf16
 // A checkpoint carries its config and vocabulary, so nothing else is needed to translate; evaluate
-// reads the split from the data directory the checkpoint was trained on.
+// reads the split from the data directory the checkpoint was trained on. Checkpoints hold fp32
+// weights whatever precision trained them; --precision picks the decoding's (ops/precision.h).
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -21,6 +22,7 @@
 #include "data/dataset.h"
 #include "eval/evaluate.h"
 #include "eval/translate.h"
+#include "ops/precision.h"
 #include "train/metrics.h"
 
 namespace qkv::cli {
@@ -32,6 +34,7 @@ struct SearchArgs {
   std::optional<int64_t> beam;
   std::optional<double> alpha;
   std::optional<int64_t> batch_size;
+  std::string precision = "fp32";
 };
 
 void add_search_options(CLI::App& cmd, SearchArgs& args) {
@@ -44,6 +47,18 @@ void add_search_options(CLI::App& cmd, SearchArgs& args) {
       ->check(CLI::NonNegativeNumber);
   cmd.add_option("--batch-size", args.batch_size, "Sentences decoded together (default: decode.batch_size)")
       ->check(CLI::PositiveNumber);
+  cmd.add_option("--precision", args.precision,
+                 "Precision of the matrix products: fp32, bf16, or fp16 (CUDA only)")
+      ->check(CLI::IsMember(enum_names<Precision>()))
+      ->capture_default_str();
+}
+
+// --precision, refused where it cannot run.
+Precision decoding_precision(const SearchArgs& args) {
+  const auto precision = enum_from_string<Precision>(args.precision, "--precision");
+  if (precision == Precision::Fp16 && !default_device().is_cuda())
+    throw ConfigError("--precision fp16 needs a CUDA device, and this machine has none; use bf16 or fp32");
+  return precision;
 }
 
 InferenceModel load_with_overrides(const SearchArgs& args) {
@@ -61,6 +76,7 @@ struct TranslateArgs {
 };
 
 void run_translate(const TranslateArgs& args) {
+  const PrecisionScope precision(decoding_precision(args.search));
   InferenceModel loaded = load_with_overrides(args.search);
   const SearchOptions options = search_options(loaded.config.decode);
   std::ofstream file;
@@ -94,13 +110,15 @@ struct EvaluateArgs {
 };
 
 void run_evaluate(const EvaluateArgs& args) {
+  const PrecisionScope precision(decoding_precision(args.search));
   InferenceModel loaded = load_with_overrides(args.search);
   const Config& config = loaded.config;
   const Split split = load_split(config.data, args.split, loaded.codecs, config.model.max_len - 1, std::cerr);
   const EvalResult result = evaluate_split(loaded.model, split, loaded.codecs, config, args.max_sentences);
-  fmt::print("{} (step {}) on {} [{}]: BLEU over {} sentences, beam {}, alpha {}\n", args.search.checkpoint,
-             loaded.step, args.split, split_paths(config.data, split_prefix(config.data, args.split)).src,
-             result.bleu_sentences, config.decode.beam, config.decode.alpha);
+  fmt::print("{} (step {}) on {} [{}]: BLEU over {} sentences, beam {}, alpha {}, {}\n",
+             args.search.checkpoint, loaded.step, args.split,
+             split_paths(config.data, split_prefix(config.data, args.split)).src, result.bleu_sentences,
+             config.decode.beam, config.decode.alpha, args.search.precision);
   fmt::print("{}\n", result.bleu->format());
   fmt::print("nll {:.4f} | ppl {:.3f} (teacher-forced over all {} sentences, {} target tokens; {})\n",
              result.nll, result.ppl(), split.examples.size(), result.tokens, format_duration(result.seconds));

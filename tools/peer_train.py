@@ -16,6 +16,10 @@ all V classes rather than the V - 1 non-target ones (the same cost).
 Batches are synthetic: random tokens 4..V-1 in fixed [B, S] / [B, T] shapes, the same every step,
 without padding, so both sides do exactly the same arithmetic. Timing starts after --warmup steps.
 
+--precision bf16 or fp16 runs forward under torch.autocast (PyTorch's mixed precision: its op lists
+decide which ops run low) with fp32 weights and optimizer; the loss is computed in fp32 from the
+logits, as qkv does. fp16 adds torch.cuda.amp.GradScaler and needs --device cuda.
+
 Output: a human-readable line, or with --json one JSON object on stdout.
 
 Dimensions: B = batch, S = source length, T = target length, C = d_model, V = vocabulary.
@@ -54,6 +58,9 @@ def parse_args(argv):
     p.add_argument("--steps", type=int, default=20, help="timed steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="autocast dtype of the forward pass (fp16: CUDA only)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p.parse_args(argv)
 
@@ -102,27 +109,35 @@ class Seq2Seq(nn.Module):
 
 def main(argv):
     a = parse_args(argv)
+    if a.precision == "fp16" and a.device != "cuda":
+        sys.exit("peer_train.py: --precision fp16 needs --device cuda")
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    model = Seq2Seq(a)
+    device = torch.device(a.device)
+    model = Seq2Seq(a).to(device)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=a.lr, betas=tuple(a.adam_betas), eps=a.adam_eps)
+    low = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[a.precision]
+    scaler = torch.cuda.amp.GradScaler(enabled=a.precision == "fp16")
 
     g = torch.Generator().manual_seed(a.seed)
     src = torch.randint(4, a.vocab, (a.batch, a.src_len), generator=g)  # [B, S]
     tgt = torch.randint(4, a.vocab, (a.batch, a.tgt_len), generator=g)  # [B, T]
     tgt_in = torch.cat([torch.ones(a.batch, 1, dtype=torch.long), tgt[:, :-1]], 1)  # <s> = 1, shifted
     causal = nn.Transformer.generate_square_subsequent_mask(a.tgt_len)  # [T, T]
+    src, tgt, tgt_in, causal = src.to(device), tgt.to(device), tgt_in.to(device), causal.to(device)
     tokens_per_step = tgt.numel()
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        logits = model(src, tgt_in, causal)
-        loss = F.cross_entropy(logits.reshape(-1, a.vocab), tgt.reshape(-1), ignore_index=0,
+        with torch.autocast(device_type=a.device, dtype=low or torch.bfloat16, enabled=low is not None):
+            logits = model(src, tgt_in, causal)
+        loss = F.cross_entropy(logits.float().reshape(-1, a.vocab), tgt.reshape(-1), ignore_index=0,
                                label_smoothing=a.label_smoothing, reduction="sum")
-        (loss / tokens_per_step).backward()
-        optimizer.step()
+        scaler.scale(loss / tokens_per_step).backward()
+        scaler.step(optimizer)
+        scaler.update()
         return loss.item() / tokens_per_step
 
     for _ in range(a.warmup):
@@ -135,6 +150,8 @@ def main(argv):
 
     result = {
         "impl": "pytorch",
+        "precision": a.precision,
+        "device": a.device,
         "torch_version": torch.__version__,
         "threads": torch.get_num_threads(),
         "params": sum(p.numel() for p in model.parameters()),

@@ -17,6 +17,7 @@ enum class InitScheme { XavierUniform, Normal };                    // "xavier_u
 enum class LrSchedule { Noam, InverseSqrt, Constant };              // "noam" | "inverse_sqrt" | "constant"
 enum class DataTask { Toy, Copy, Reverse, Files };                  // "toy" | "copy" | "reverse" | "files"
 enum class Tokenizer { Word, SentencePiece };                       // "word" | "sentencepiece"
+enum class Precision { Fp32, Bf16, Fp16 };                          // "fp32" | "bf16" | "fp16"
 
 // The architecture. Key names are fixed by the product (see configs/README.md).
 struct ModelConfig {
@@ -81,7 +82,8 @@ struct TrainConfig {
   int64_t keep_checkpoints = 5;
   int64_t log_every = 100;
   int64_t patience = 0;  // early stopping after this many evaluations without improvement; 0 = off
-  int64_t eval_bleu_max_sentences = 0;  // 0 = the whole dev set
+  int64_t eval_bleu_max_sentences = 0;    // 0 = the whole dev set
+  Precision precision = Precision::Fp32;  // of the matrix products (ops/precision.h); fp16 needs CUDA
 };
 
 struct DecodeConfig {

@@ -38,6 +38,10 @@ nlohmann::json CheckpointMeta::to_json() const {
                       {"elapsed_s", elapsed_s},
                       {"flops", flops}};
   if (!averaged_from.empty()) j["averaged_from"] = averaged_from;
+  if (loss_scale)
+    j["loss_scale"] = {{"scale", loss_scale->scale},
+                       {"clean_steps", loss_scale->clean_steps},
+                       {"skipped_steps", loss_scale->skipped_steps}};
   return j;
 }
 
@@ -65,6 +69,10 @@ CheckpointMeta CheckpointMeta::from_json(const nlohmann::json& j, const std::str
     meta.elapsed_s = j.at("elapsed_s").get<double>();
     meta.flops = j.at("flops").get<double>();
     if (j.contains("averaged_from")) meta.averaged_from = j["averaged_from"].get<std::vector<std::string>>();
+    if (j.contains("loss_scale"))
+      meta.loss_scale = LossScaleRecord{j["loss_scale"].at("scale").get<double>(),
+                                        j["loss_scale"].at("clean_steps").get<int64_t>(),
+                                        j["loss_scale"].at("skipped_steps").get<int64_t>()};
   } catch (const nlohmann::json::exception& e) {
     throw CheckpointError(fmt::format("{}: unusable checkpoint record ({})", path, e.what()));
   } catch (const ConfigError& e) {
@@ -72,6 +80,9 @@ CheckpointMeta CheckpointMeta::from_json(const nlohmann::json& j, const std::str
   }
   if (meta.step < 0 || meta.data_position.epoch < 0 || meta.data_position.index < 0)
     throw CheckpointError(fmt::format("{}: negative step or data position in the checkpoint record", path));
+  if (meta.loss_scale && (!(meta.loss_scale->scale > 0) || meta.loss_scale->clean_steps < 0 ||
+                          meta.loss_scale->skipped_steps < 0))
+    throw CheckpointError(fmt::format("{}: invalid loss scale in the checkpoint record", path));
   return meta;
 }
 

@@ -28,6 +28,13 @@ struct BestScore {
   double nll = 0.0;
 };
 
+// The float16 loss scaler's state (train/loss_scaler.h) in a run that has one.
+struct LossScaleRecord {
+  double scale = 0.0;
+  int64_t clean_steps = 0;
+  int64_t skipped_steps = 0;
+};
+
 struct CheckpointMeta {
   // Version 1: the fields below. A reader refuses a record whose version is newer than this.
   static constexpr int64_t kVersion = 1;
@@ -38,9 +45,10 @@ struct CheckpointMeta {
   nlohmann::json codecs;          // the vocabularies (codecs_record below)
   std::optional<BestScore> best;  // none before the first validation
   int64_t evals_without_improvement = 0;
-  double elapsed_s = 0.0;                  // wall time of the run so far, resumed parts included
-  double flops = 0.0;                      // training FLOPs so far (train/flops.h)
-  std::vector<std::string> averaged_from;  // the inputs of `qkv average`; empty for a training checkpoint
+  double elapsed_s = 0.0;                     // wall time of the run so far, resumed parts included
+  double flops = 0.0;                         // training FLOPs so far (train/flops.h)
+  std::vector<std::string> averaged_from;     // the inputs of `qkv average`; empty for a training checkpoint
+  std::optional<LossScaleRecord> loss_scale;  // train.precision "fp16" only
 
   nlohmann::json to_json() const;
   // Throws CheckpointError naming `path` for a record that is not a qkv checkpoint's, a newer

@@ -33,6 +33,10 @@ void apply_override(Config& config, const std::string& assignment);
 // when d_k is unset). Throws ConfigError; `source` prefixes the message.
 void validate(const Config& config, const std::string& source = "config");
 
+// The checks that depend on the device the run uses (known only where the run is set up):
+// train.precision "fp16" needs CUDA. Throws ConfigError; `source` prefixes the message.
+void validate_device(const Config& config, bool cuda, const std::string& source = "config");
+
 // What a subcommand calls: load_config(path), apply each override in order, validate.
 Config resolve_config(const std::string& path, const std::vector<std::string>& overrides = {});
 

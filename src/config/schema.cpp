@@ -92,7 +92,8 @@ std::vector<ConfigKey> build_table() {
       .add("keep_checkpoints", &TrainConfig::keep_checkpoints, int_at_least(0))
       .add("log_every", &TrainConfig::log_every, int_at_least(1))
       .add("patience", &TrainConfig::patience, int_at_least(0))
-      .add("eval_bleu_max_sentences", &TrainConfig::eval_bleu_max_sentences, int_at_least(0));
+      .add("eval_bleu_max_sentences", &TrainConfig::eval_bleu_max_sentences, int_at_least(0))
+      .add("precision", &TrainConfig::precision, EnumRule<Precision>{});
   Section<DecodeConfig>{"decode", &Config::decode, t}
       .add("beam", &DecodeConfig::beam, int_at_least(1))
       .add("alpha", &DecodeConfig::alpha, non_negative())

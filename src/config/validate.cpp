@@ -86,4 +86,15 @@ void validate(const Config& config, const std::string& source) {
   check_train_decode(config, source);
 }
 
+void validate_device(const Config& config, bool cuda, const std::string& source) {
+  // The CPU has no fast float16 products (oneDNN's low-precision GEMM there is bfloat16, which keeps
+  // fp32's exponent range and so needs no loss scaling either).
+  if (config.train.precision == Precision::Fp16 && !cuda) {
+    throw ConfigError(fmt::format(
+        "{}: train.precision \"fp16\" needs a CUDA device, and this run is on the CPU; use \"bf16\" (the "
+        "CPU's low precision, no loss scaling needed) or \"fp32\"",
+        source));
+  }
+}
+
 }  // namespace qkv

@@ -15,6 +15,7 @@
 
 #include "ops/attention.h"
 #include "ops/gemm.h"
+#include "ops/precision.h"
 
 namespace qkv {
 namespace {
@@ -87,9 +88,10 @@ torch::Tensor MultiheadAttentionImpl::forward_self(const torch::Tensor& x,
 
   // 1) project: one fused matmul produces Q, K and V side by side.
   auto qkv = qkv::gemm_linear(x, in_proj_weight, in_proj_bias);  // [B, T, 2*H*Dk + H*Dv]
-  auto q = split_heads(qkv.narrow(2, 0, qk), heads);             // [B, H, T, Dk]
-  auto k = split_heads(qkv.narrow(2, qk, qk), heads);            // [B, H, T, Dk]
-  auto v = split_heads(qkv.narrow(2, 2 * qk, vv), heads);        // [B, H, T, Dv]
+  qkv = product_input(qkv);  // attention's operands (and the cache) in the products' precision
+  auto q = split_heads(qkv.narrow(2, 0, qk), heads);       // [B, H, T, Dk]
+  auto k = split_heads(qkv.narrow(2, qk, qk), heads);      // [B, H, T, Dk]
+  auto v = split_heads(qkv.narrow(2, 2 * qk, vv), heads);  // [B, H, T, Dv]
   if (cache != nullptr) {
     const bool first = !cache->defined();
     cache->k = first ? k.contiguous() : torch::cat({cache->k, k}, 2);  // [B, H, S, Dk]
@@ -114,6 +116,7 @@ torch::Tensor MultiheadAttentionImpl::forward_cross(const torch::Tensor& x, cons
   // 1) project the queries with the W_Q rows ...
   auto q = split_heads(qkv::gemm_linear(x, rows(in_proj_weight, 0, qk), rows(in_proj_bias, 0, qk)),
                        heads);  // [B, H, T, Dk]
+  q = product_input(q);         // as in forward_self
   torch::Tensor k, v;
   if (cache != nullptr && cache->defined()) {
     k = cache->k;  // [B, H, S, Dk]
@@ -125,8 +128,9 @@ torch::Tensor MultiheadAttentionImpl::forward_cross(const torch::Tensor& x, cons
                             c10::str(memory.sizes())));
     auto kv = qkv::gemm_linear(memory, rows(in_proj_weight, qk, qk + vv),
                                rows(in_proj_bias, qk, qk + vv));  // [B, S, H*Dk + H*Dv]
-    k = split_heads(kv.narrow(2, 0, qk), heads);                  // [B, H, S, Dk]
-    v = split_heads(kv.narrow(2, qk, vv), heads);                 // [B, H, S, Dv]
+    kv = product_input(kv);
+    k = split_heads(kv.narrow(2, 0, qk), heads);   // [B, H, S, Dk]
+    v = split_heads(kv.narrow(2, qk, vv), heads);  // [B, H, S, Dv]
     if (cache != nullptr) {
       cache->k = k;
       cache->v = v;
@@ -148,6 +152,7 @@ torch::Tensor MultiheadAttentionImpl::attend(const torch::Tensor& q, const torch
     torch::NoGradGuard no_grad;
     last_attention_ =
         attention_probabilities(q.detach(), k.detach(), key_padding_mask, a.causal);  // [B, H, T, S]
+    last_attention_ = product_result(last_attention_);  // pictures get float32 under any precision
   }
   return qkv::gemm_linear(merge_heads(o), out_proj->weight, out_proj->bias);  // [B, T, C]
 }

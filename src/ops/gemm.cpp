@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "ops/defer_signals.h"
+#include "ops/precision.h"
 
 namespace qkv {
 namespace {
@@ -99,21 +100,26 @@ bool onednn_applies(const torch::Tensor& t) {
 //   dx = dy W          [N, I]
 //   dW = dyᵀ x         [O, I]
 //   db = Σ_rows dy     [O]
+// Under a low-precision policy (ops/precision.h) the products' operands x and W are bf16 copies made
+// here and saved for backward, where dy meets them as a bf16 copy too; y, dx, dW and db are float32
+// (oneDNN accumulates in fp32 and writes fp32), so the master weight gets an fp32 gradient directly.
 // A layer without bias passes an empty [0] tensor: autograd Functions in libtorch 1.x do not accept
 // undefined tensor inputs.
 struct LinearFunction : torch::autograd::Function<LinearFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight,
                                const torch::Tensor& bias) {
     const int64_t in = weight.size(1), out = weight.size(0);
-    auto x2 = x.reshape({-1, in}).contiguous();  // [N, I]
-    auto w = weight.contiguous();                // [O, I]
-    torch::Tensor y;                             // [N, O]
+    auto x2 = product_input(x.reshape({-1, in})).contiguous();  // [N, I]
+    auto w = product_weight(weight).contiguous();               // [O, I]
+    torch::Tensor y;                                            // [N, O], float32
     const bool has_bias = bias.numel() > 0;
     if (has_bias) {
-      y = bias.expand({x2.size(0), out}).contiguous();
+      // A copy, never a view: with one row the expanded bias is already contiguous, and contiguous()
+      // would hand back the bias itself for the product to accumulate into.
+      y = bias.expand({x2.size(0), out}).clone(at::MemoryFormat::Contiguous);
       sgemm(false, true, x2, w, y, 1.0f, 1.0f);
     } else {
-      y = torch::empty({x2.size(0), out}, x2.options());
+      y = torch::empty({x2.size(0), out}, weight.options());
       sgemm(false, true, x2, w, y);
     }
     ctx->save_for_backward({x2, w});
@@ -123,24 +129,27 @@ struct LinearFunction : torch::autograd::Function<LinearFunction> {
     return y.view(shape);  // [..., O]
   }
 
+  // dx is returned in float32; for an input that arrived in bf16 (attention's output under the bf16
+  // policy) autograd's engine hands it on in the input's dtype.
   static tensor_list backward(AutogradContext* ctx, tensor_list grad_outputs) {
     const auto saved = ctx->get_saved_variables();
-    const auto& x2 = saved[0];                                        // [N, I]
-    const auto& w = saved[1];                                         // [O, I]
-    auto dy = grad_outputs[0].reshape({-1, w.size(0)}).contiguous();  // [N, O]
+    const auto& x2 = saved[0];                                          // [N, I]
+    const auto& w = saved[1];                                           // [O, I]
+    auto dy32 = grad_outputs[0].reshape({-1, w.size(0)}).contiguous();  // [N, O], float32
+    auto dy = match_dtype(dy32, w);                                     // [N, O], as the operands
     torch::Tensor dx, dw, db;
     if (ctx->needs_input_grad(0)) {
-      dx = torch::empty({dy.size(0), w.size(1)}, dy.options());  // [N, I] = dy W
+      dx = torch::empty({dy.size(0), w.size(1)}, dy32.options());  // [N, I] = dy W
       sgemm(false, false, dy, w, dx);
       auto shape = grad_outputs[0].sizes().vec();
       shape.back() = w.size(1);
       dx = dx.view(shape);
     }
     if (ctx->needs_input_grad(1)) {
-      dw = torch::empty_like(w);  // [O, I] = dyᵀ x
+      dw = torch::empty(w.sizes(), dy32.options());  // [O, I] = dyᵀ x
       sgemm(true, false, dy, x2, dw);
     }
-    if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)) db = dy.sum(0);  // [O]
+    if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)) db = dy32.sum(0);  // [O]
     return {dx, dw, db};
   }
 };
@@ -233,9 +242,15 @@ void batched_gemm(bool t_a, bool t_b, const torch::Tensor& a, const torch::Tenso
 }
 
 torch::Tensor gemm_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
-  const bool use_onednn = onednn_sgemm_available() && onednn_applies(x) && onednn_applies(weight) &&
+  // oneDNN takes float32 weights with inputs in float32 or already in the products' dtype (attention's
+  // output under bf16); fp16 (CUDA's) and every other case go through at::linear.
+  const Precision precision = current_precision();
+  const bool input_fits = x.scalar_type() == torch::kFloat || x.scalar_type() == scalar_type(precision);
+  const bool use_onednn = onednn_sgemm_available() && precision != Precision::Fp16 && x.is_cpu() &&
+                          !x.is_sparse() && input_fits && onednn_applies(weight) &&
                           (!bias.defined() || onednn_applies(bias)) && x.dim() >= 1 && x.numel() > 0;
-  if (!use_onednn) return torch::linear(x, weight, bias);
+  if (!use_onednn)
+    return product_result(torch::linear(product_input(x), product_weight(weight), product_weight(bias)));
   return LinearFunction::apply(x, weight, bias.defined() ? bias : torch::empty({0}, weight.options()));
 }
 

@@ -8,9 +8,10 @@
 // train prints the figures). oneDNN threads with OpenMP, i.e. with ATen's intra-op thread count.
 //
 // gemm_linear() is a drop-in for torch::linear: the same shapes, the same gradients (forward and backward
-// are one autograd Function, below), and it falls back to torch::linear wherever oneDNN's sgemm does
-// not apply: tensors that are not float32 on the CPU, or a libtorch without libdnnl's C API (CUDA
-// builds link oneDNN statically and hide it).
+// are one autograd Function, below), and it falls back to torch::linear wherever oneDNN does not
+// apply: CUDA tensors, float16, weights that are not float32, or a libtorch without libdnnl's C API
+// (CUDA builds link oneDNN statically and hide it). Its operands' precision is the policy's
+// (ops/precision.h).
 //
 // Dimensions: N = rows (all leading dimensions of x flattened), I = in features, O = out features.
 #pragma once
@@ -19,7 +20,9 @@
 
 namespace qkv {
 
-// x [..., I], weight [O, I], bias [O] or undefined -> [..., O].
+// x [..., I], weight [O, I], bias [O] or undefined -> [..., O]. The product runs in the precision of
+// the thread's PrecisionScope (ops/precision.h): under bf16, x and W enter it as bf16 copies and the
+// result (and every gradient) is float32.
 torch::Tensor gemm_linear(const torch::Tensor& x, const torch::Tensor& weight,
                           const torch::Tensor& bias = {});
 

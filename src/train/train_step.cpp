@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "base/special_tokens.h"
+#include "ops/precision.h"
 #include "train/flops.h"
 #include "train/loss.h"
 
@@ -36,11 +37,13 @@ StepResult train_step(Transformer& model, torch::optim::Adam& optimizer, const s
   for (const auto& batch : batches) result.tokens += batch.tgt_tokens;
   // Each batch's summed loss is divided by the tokens of the whole step, so the accumulated gradient is
   // that of the mean over all of them, however they were split into batches.
+  // The loss scale S multiplies in here and is divided out of the gradients below.
   const double scale = 1.0 / static_cast<double>(std::max<int64_t>(result.tokens, 1));
   for (const auto& batch : batches) {
-    auto logits = model->forward(batch.src, batch.tgt_in);  // [B, T, V]
+    const PrecisionScope precision(options.precision);      // its weight copies go before Adam's update
+    auto logits = model->forward(batch.src, batch.tgt_in);  // [B, T, V], float32
     auto loss = label_smoothed_cross_entropy(logits, batch.tgt_out, options.label_smoothing, kPadId);
-    (loss.loss * scale).backward();
+    (loss.loss * (scale * options.loss_scale)).backward();
     result.loss_sum += loss.loss.item<double>();
     result.nll_sum += loss.nll.item<double>();
     result.sentences += batch.size();
@@ -48,15 +51,19 @@ StepResult train_step(Transformer& model, torch::optim::Adam& optimizer, const s
                                    batch.tgt_in.size(1));
   }
   const auto parameters = model->parameters();
-  result.grad_norm = total_grad_norm(parameters).item<double>();
+  result.grad_norm = total_grad_norm(parameters).item<double>() / options.loss_scale;
   result.finite = std::isfinite(result.loss_sum) && std::isfinite(result.grad_norm);
+  result.overflow = !result.finite && options.loss_scale != 1.0 && std::isfinite(result.loss_sum);
   if (!result.finite) {
     optimizer.zero_grad();
     return result;
   }
-  if (options.clip_norm > 0 && result.grad_norm > options.clip_norm) {
+  // One pass over the gradients divides out the loss scale and applies the clip.
+  double factor = 1.0 / options.loss_scale;
+  if (options.clip_norm > 0 && result.grad_norm > options.clip_norm)
+    factor *= options.clip_norm / (result.grad_norm + 1e-6);
+  if (factor != 1.0) {
     torch::NoGradGuard no_grad;
-    const double factor = options.clip_norm / (result.grad_norm + 1e-6);
     for (auto& p : parameters)
       if (p.grad().defined()) p.grad().mul_(factor);
   }

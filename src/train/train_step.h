@@ -3,6 +3,12 @@
 // the gradient of the whole batch), the gradient norm measured (and clipped when clip_norm > 0), then
 // Adam at the step's learning rate. A non-finite loss or gradient skips the update: parameters and
 // optimizer state stay exactly as they were.
+//
+// Mixed precision: forward and backward run under a PrecisionScope of `precision` (ops/precision.h).
+// With a loss scale S != 1 (float16's dynamic loss scaling, loss_scaler.h) the loss is multiplied by S
+// before backward and the gradients divided by S before clipping and Adam; a finite loss with
+// non-finite scaled gradients is an overflow, reported for the scaler and skipped like any non-finite
+// step.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +16,7 @@
 
 #include <torch/optim/adam.h>
 
+#include "base/config.h"
 #include "data/batching.h"
 #include "model/transformer.h"
 
@@ -19,6 +26,8 @@ struct StepOptions {
   double label_smoothing = 0.1;
   double clip_norm = 0.0;  // 0 = no clipping
   double lr = 1e-3;
+  Precision precision = Precision::Fp32;  // of the matrix products
+  double loss_scale = 1.0;                // S: 1 except under float16
 };
 
 struct StepResult {
@@ -28,6 +37,7 @@ struct StepResult {
   int64_t sentences = 0;
   double grad_norm = 0.0;  // L2 norm of the whole gradient, before clipping
   bool finite = true;      // false: the update was skipped
+  bool overflow = false;   // the scaled gradients overflowed (finite loss, S != 1): skipped too
   double flops = 0.0;      // training FLOPs of the step's batches (flops.h)
 };
 

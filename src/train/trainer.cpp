@@ -46,6 +46,8 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
       log_(*options.log),
       console_(*options.log, options.live_progress),
       device_(default_device()) {
+  validate_device(config_, device_.is_cuda());
+  if (config_.train.precision == Precision::Fp16) scaler_.emplace();
   fs::create_directories(paths_.checkpoints);
   torch::manual_seed(static_cast<uint64_t>(config_.train.seed));
   // Set-up can take a while on a large corpus: a stop requested meanwhile ends it between phases.
@@ -96,6 +98,8 @@ void Trainer::restore(LoadedCheckpoint& checkpoint, const CheckpointMeta& meta) 
   flops_ = meta.flops;
   evals_without_improvement_ = meta.evals_without_improvement;
   best_ = meta.best;
+  if (scaler_ && meta.loss_scale)
+    scaler_->restore({meta.loss_scale->scale, meta.loss_scale->clean_steps, meta.loss_scale->skipped_steps});
   saved_step_ = step_;
   last_checkpoint_ = checkpoint_path;
   log_ << fmt::format("[ckpt] resumed from {} at step {} (epoch {}, batch {})\n", checkpoint_path, step_,
@@ -112,6 +116,10 @@ CheckpointMeta Trainer::checkpoint_meta() const {
   meta.evals_without_improvement = evals_without_improvement_;
   meta.elapsed_s = elapsed();
   meta.flops = flops_;
+  if (scaler_) {
+    const auto& s = scaler_->state();
+    meta.loss_scale = LossScaleRecord{s.scale, s.clean_steps, s.skipped_steps};
+  }
   return meta;
 }
 
@@ -141,21 +149,52 @@ void Trainer::report_interval(double lr, double last_grad_norm) {
   const int64_t total = config_.train.steps;
   const int64_t steps_in_interval = std::max<int64_t>(1, config_.train.log_every);
   const double seconds_per_step = interval_.seconds / static_cast<double>(steps_in_interval);
-  console_.line(
-      format_progress(step_, total, interval_, lr, seconds_per_step * static_cast<double>(total - step_)));
-  metrics_.write({{"step", step_},
-                  {"split", "train"},
-                  {"loss", interval_.loss()},
-                  {"nll", interval_.nll()},
-                  {"ppl", perplexity(interval_.nll())},
-                  {"lr", lr},
-                  {"tokens_per_s", interval_.tokens_per_second()},
-                  {"tokens", interval_.tokens},
-                  {"sentences", interval_.sentences},
-                  {"grad_norm", last_grad_norm},
-                  {"epoch", batches_->epoch()},
-                  {"elapsed_s", elapsed()}});
+  console_.line(progress_line(lr, seconds_per_step * static_cast<double>(total - step_)));
+  nlohmann::json record = {{"step", step_},
+                           {"split", "train"},
+                           {"loss", interval_.loss()},
+                           {"nll", interval_.nll()},
+                           {"ppl", perplexity(interval_.nll())},
+                           {"lr", lr},
+                           {"tokens_per_s", interval_.tokens_per_second()},
+                           {"tokens", interval_.tokens},
+                           {"sentences", interval_.sentences},
+                           {"grad_norm", last_grad_norm},
+                           {"epoch", batches_->epoch()},
+                           {"elapsed_s", elapsed()}};
+  if (scaler_) {
+    record["loss_scale"] = scaler_->scale();
+    record["skipped_steps"] = scaler_->skipped_steps();
+  }
+  metrics_.write(record);
   interval_ = IntervalStats{};
+}
+
+// The progress line (metrics.h), with the loss scale and the overflowed steps so far under fp16.
+std::string Trainer::progress_line(double lr, double eta_seconds) const {
+  std::string line = format_progress(step_, config_.train.steps, interval_, lr, eta_seconds);
+  if (scaler_)
+    line += fmt::format(" | loss scale {:g} | skipped {}", scaler_->scale(), scaler_->skipped_steps());
+  return line;
+}
+
+// A float16 overflow: the scaler backs off and the step is skipped without counting towards the
+// divergence guard: the scaler has its own (a scale below its minimum is TrainingDiverged). False for
+// any other step.
+bool Trainer::absorb_overflow(const StepResult& result) {
+  if (!scaler_ || !result.overflow) return false;
+  const double was = scaler_->scale();
+  try {
+    scaler_->update(/*overflow=*/true);
+  } catch (const LossScaleUnderflow& e) {
+    throw TrainingDiverged(fmt::format("{} (at step {}); the last good checkpoint is {}", e.what(), step_ + 1,
+                                       last_checkpoint_.empty() ? "none" : last_checkpoint_));
+  }
+  console_.line(
+      fmt::format("[train] step {}: gradient overflow at loss scale {:g}; update skipped, loss "
+                  "scale now {:g}",
+                  step_ + 1, was, scaler_->scale()));
+  return true;
 }
 
 TrainSummary Trainer::run() {
@@ -173,7 +212,9 @@ TrainSummary Trainer::run() {
     }
     const double lr = learning_rate(config_, step_ + 1);
     const StepResult result = train_step(model_, *optimizer_, next_batches(),
-                                         {config_.train.label_smoothing, config_.train.clip_norm, lr});
+                                         {config_.train.label_smoothing, config_.train.clip_norm, lr,
+                                          config_.train.precision, scaler_ ? scaler_->scale() : 1.0});
+    if (absorb_overflow(result)) continue;
     if (!result.finite) {
       ++nonfinite_in_a_row_;
       console_.line(fmt::format(
@@ -189,6 +230,7 @@ TrainSummary Trainer::run() {
       continue;
     }
     nonfinite_in_a_row_ = 0;
+    if (scaler_) scaler_->update(/*overflow=*/false);
     ++step_;
     flops_ += result.flops;
     interval_.add(result.loss_sum, result.nll_sum, result.tokens, result.sentences);
@@ -198,7 +240,7 @@ TrainSummary Trainer::run() {
       report_interval(lr, result.grad_norm);
       interval_start = std::chrono::steady_clock::now();
     } else {
-      console_.status(format_progress(step_, config_.train.steps, interval_, lr, 0.0));
+      console_.status(progress_line(lr, 0.0));
     }
     if (config_.train.eval_every > 0 && step_ % config_.train.eval_every == 0) {
       const auto eval_start = std::chrono::steady_clock::now();

@@ -28,10 +28,13 @@
 #include "data/dataset.h"
 #include "eval/evaluate.h"
 #include "model/transformer.h"
+#include "train/loss_scaler.h"
 #include "train/metrics.h"
 #include "train/run_setup.h"
 
 namespace qkv {
+
+struct StepResult;  // train_step.h
 
 struct TrainOptions {
   std::string out_dir;
@@ -80,6 +83,8 @@ class Trainer {
   void restore(LoadedCheckpoint& checkpoint, const CheckpointMeta& meta);
   std::vector<Batch> next_batches();
   void report_interval(double lr, double last_grad_norm);
+  std::string progress_line(double lr, double eta_seconds) const;
+  bool absorb_overflow(const StepResult& result);
   void validate_and_track();
   std::string save(const char* why);
   CheckpointMeta checkpoint_meta() const;
@@ -97,6 +102,7 @@ class Trainer {
   std::unique_ptr<torch::optim::Adam> optimizer_;
   std::unique_ptr<BatchIterator> batches_;
   MetricsLog metrics_;
+  std::optional<LossScaler> scaler_;  // train.precision "fp16" only (loss_scaler.h)
 
   int64_t step_ = 0;
   int64_t nonfinite_in_a_row_ = 0;

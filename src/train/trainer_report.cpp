@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "checkpoint/checkpoint.h"
+#include "ops/precision.h"
 #include "runtime/threads.h"
 #include "train/schedule.h"
 #include "train/trainer.h"
@@ -30,7 +31,9 @@ void Trainer::log_start() const {
   for (const auto& p : model_->parameters()) registered += p.numel();
   log_ << fmt::format("[train] parameters: {} (source vocabulary {}, target vocabulary {})\n",
                       with_commas(registered), codecs_.src->size(), codecs_.tgt->size());
-  log_ << fmt::format("[train] {}; device: {}\n", describe_threads(), device_.str());
+  log_ << fmt::format("[train] {}; device: {}; precision: {}{}\n", describe_threads(), device_.str(),
+                      to_string(config_.train.precision),
+                      scaler_ ? fmt::format(" (loss scale {:g})", scaler_->scale()) : "");
   const int64_t peak_step = config_.train.lr_schedule == LrSchedule::Constant ? 1 : config_.train.warmup;
   log_ << fmt::format(
       "[train] steps {} -> {}; {} tokens per batch x {} batches per update; {} schedule, peak lr "
@@ -41,6 +44,7 @@ void Trainer::log_start() const {
 }
 
 void Trainer::validate_and_track() {
+  const PrecisionScope precision(config_.train.precision);  // validation decodes as training computes
   EvalResult result = evaluate_split(model_, dev_, codecs_, config_, config_.train.eval_bleu_max_sentences);
   console_.line(fmt::format("{} | step {}", result.summary(), step_));
   nlohmann::json record = result.to_json();
@@ -62,6 +66,7 @@ void Trainer::validate_and_track() {
 
 void Trainer::final_report(TrainSummary& summary) {
   if (!options_.final_evaluation) return;
+  const PrecisionScope precision(config_.train.precision);
   int64_t evaluated_step = step_;
   if (best_ && best_->step != step_) {
     LoadedCheckpoint best(CheckpointFiles::best_path(paths_.checkpoints), device_);
