@@ -91,6 +91,7 @@ TEST(Batching, GroupsSimilarLengths) {
     real += batch.src_tokens;
     padded += batch.src.numel();
   }
+  // Measured: 0.8% padding. 5% leaves room for a change of bucketing, and still fails unsorted batches.
   EXPECT_LT(static_cast<double>(padded - real) / static_cast<double>(padded), 0.05);
 }
 

@@ -92,7 +92,7 @@ TEST(Binarized, VocabulariesOver65536UseFourByteIds) {
   TokenCounts counts;
   counts.add(every_word);
   const WordCodec wide(Vocab::build(counts, 1));
-  ASSERT_GT(wide.size(), 65536);
+  ASSERT_GT(wide.size(), 65536);  // past what two-byte ids can hold: the point of the test
   binarize_split(f.text, f.bin(), wide, wide);
   const BinarizedCorpus corpus(f.bin());
   EXPECT_EQ(corpus.header().token_bytes, 4u);
@@ -123,7 +123,7 @@ TEST(Binarized, TrainingExamplesDropEmptyAndLongPairsAsTheTextPathDoes) {
       expected.push_back({src, tgt});
     }
   }
-  ASSERT_GT(empty, 0);
+  ASSERT_GT(empty, 0);  // the fixture holds both kinds of pair that must be dropped
   ASSERT_GT(too_long, 0);
   EXPECT_EQ(stats.empty, empty);
   EXPECT_EQ(stats.too_long, too_long);
@@ -153,7 +153,7 @@ TEST(Binarized, TrainingBatchesFromTheFileEqualThoseFromMemory) {
   const Split in_memory = load_split(data, "train", f.codecs, 255, log);
   EXPECT_EQ(dynamic_cast<const BinarizedPairs*>(&in_memory.examples.source()), nullptr);
   ASSERT_EQ(mapped.examples.size(), in_memory.examples.size());
-  ASSERT_GT(mapped.examples.size(), 100u);
+  ASSERT_GT(mapped.examples.size(), 100u);  // enough pairs for batches over three epochs below
 
   BatchIterator from_file(mapped.examples, 40, 7), from_memory(in_memory.examples, 40, 7);
   ASSERT_EQ(from_file.plan(), from_memory.plan());

@@ -15,10 +15,14 @@ BleuScore one(const std::string& hyp, const std::string& ref) {
   return corpus_bleu({hyp}, {ref});
 }
 
+// BLEU is computed in double from small integer counts, so it is exact but for rounding (~1e-14 on
+// its 0-100 scale): 1e-9 (1e-12 for the brevity penalty, on a 0-1 scale) says "equal", not "close".
+constexpr double kRounding = 1e-9;
+
 TEST(Bleu, PerfectMatchIs100) {
   const BleuScore s =
       corpus_bleu({"the cat sat on the mat .", "a dog barked"}, {"the cat sat on the mat .", "a dog barked"});
-  EXPECT_NEAR(s.score, 100.0, 1e-9);
+  EXPECT_NEAR(s.score, 100.0, kRounding);
   EXPECT_EQ(s.format(),
             "BLEU = 100.00 100.0/100.0/100.0/100.0 (BP = 1.000 ratio = 1.000 hyp_len = 10 ref_len = 10)");
 }
@@ -29,11 +33,11 @@ TEST(Bleu, HandComputedSentence) {
   //   3-grams 1/4 (on the mat), 4-grams 0/3 -> 'exp' smoothing: 1 / (2 · 3).
   //   BLEU = (5/6 · 3/5 · 1/4 · 1/6)^(1/4) = 0.3799, BP = 1.
   const BleuScore s = one("the cat sat on the mat", "the cat is on the mat");
-  EXPECT_NEAR(s.precisions[0], 100.0 * 5 / 6, 1e-9);
-  EXPECT_NEAR(s.precisions[1], 100.0 * 3 / 5, 1e-9);
-  EXPECT_NEAR(s.precisions[2], 100.0 * 1 / 4, 1e-9);
-  EXPECT_NEAR(s.precisions[3], 100.0 / 6, 1e-9);
-  EXPECT_NEAR(s.score, 100.0 * std::pow(5.0 / 6 * 3.0 / 5 * 1.0 / 4 * 1.0 / 6, 0.25), 1e-9);
+  EXPECT_NEAR(s.precisions[0], 100.0 * 5 / 6, kRounding);
+  EXPECT_NEAR(s.precisions[1], 100.0 * 3 / 5, kRounding);
+  EXPECT_NEAR(s.precisions[2], 100.0 * 1 / 4, kRounding);
+  EXPECT_NEAR(s.precisions[3], 100.0 / 6, kRounding);
+  EXPECT_NEAR(s.score, 100.0 * std::pow(5.0 / 6 * 3.0 / 5 * 1.0 / 4 * 1.0 / 6, 0.25), kRounding);
   EXPECT_EQ(s.format(),
             "BLEU = 37.99 83.3/60.0/25.0/16.7 (BP = 1.000 ratio = 1.000 hyp_len = 6 ref_len = 6)");
 }
@@ -41,8 +45,8 @@ TEST(Bleu, HandComputedSentence) {
 TEST(Bleu, BrevityPenalty) {
   // All precisions 1, c = 4, r = 6: BP = exp(1 - 6/4).
   const BleuScore s = one("the cat sat on", "the cat sat on the mat");
-  EXPECT_NEAR(s.bp, std::exp(-0.5), 1e-12);
-  EXPECT_NEAR(s.score, 100.0 * std::exp(-0.5), 1e-9);
+  EXPECT_NEAR(s.bp, std::exp(-0.5), 1e-12);  // kRounding on BP's 0-1 scale
+  EXPECT_NEAR(s.score, 100.0 * std::exp(-0.5), kRounding);
   EXPECT_EQ(s.format(),
             "BLEU = 60.65 100.0/100.0/100.0/100.0 (BP = 0.607 ratio = 0.667 hyp_len = 4 ref_len = 6)");
 }
@@ -77,7 +81,7 @@ TEST(Bleu, PoolsStatisticsOverTheCorpus) {
   const double mean = (one("the cat sat on the mat today", "the cat sat on the mat").score +
                        one("a dog barked at the cat", "the dog barked at a cat").score) /
                       2;
-  EXPECT_GT(std::abs(s.score - mean), 1.0);
+  EXPECT_GT(std::abs(s.score - mean), 1.0);  // a whole BLEU point: far beyond rounding
   // Statistics add up: scoring in pieces gives the same result.
   BleuStats stats = sentence_stats("the cat sat on the mat today", "the cat sat on the mat");
   stats += sentence_stats("a dog barked at the cat", "the dog barked at a cat");
@@ -87,7 +91,7 @@ TEST(Bleu, PoolsStatisticsOverTheCorpus) {
 TEST(Bleu, ClipsRepeatedWords) {
   // Papineni et al.'s example: "the the the the" against "the cat": unigram precision 1/4, not 4/4.
   const BleuScore s = one("the the the the", "the cat");
-  EXPECT_NEAR(s.precisions[0], 25.0, 1e-9);
+  EXPECT_NEAR(s.precisions[0], 25.0, kRounding);
 }
 
 TEST(Bleu, ScoresDetokenizedTextWith13a) {

@@ -1,5 +1,5 @@
-// Checkpoints (src/checkpoint/checkpoint.h, meta.h, average.h): round trip of model, optimizer, generator states
-// and metadata; atomic saves under a simulated failure; truncated and corrupt files refused with a
+// Checkpoints (src/checkpoint/checkpoint.h, meta.h, average.h): round trip of model, optimizer, generator
+// states and metadata; atomic saves under a simulated failure; truncated and corrupt files refused with a
 // CheckpointError; file rotation and the best link; parameter averaging.
 #include <filesystem>
 #include <fstream>
@@ -11,6 +11,7 @@
 #include "checkpoint/average.h"
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/meta.h"
+#include "support.h"
 
 namespace qkv {
 namespace {
@@ -31,12 +32,6 @@ TORCH_MODULE(TinyNet);
 
 class CheckpointTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / fmt::format("qkv-test-checkpoint-{}", ::getpid());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
   // One Adam step on a fixed batch.
@@ -54,7 +49,8 @@ class CheckpointTest : public ::testing::Test {
     for (const auto& p : pa) EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key();
   }
 
-  fs::path dir_;
+  const test::TempDir temp_;  // this test's own directory, removed with its files at the end
+  const fs::path dir_ = temp_.path;
 };
 
 TEST_F(CheckpointTest, RoundTripsModelOptimizerRngAndMeta) {
@@ -176,6 +172,7 @@ TEST_F(CheckpointTest, AveragingTakesTheMeanOfParameters) {
   auto pa = a->named_parameters(), pb = b->named_parameters(), pc = c->named_parameters();
   for (const auto& p : average->named_parameters()) {
     auto expected = (pa[p.key()] + pb[p.key()] + pc[p.key()]) / 3;
+    // float32 means of three, summed in another order: relative 1e-6 is a few float32 roundings.
     EXPECT_TRUE(torch::allclose(p.value(), expected, 0, 1e-6)) << p.key();
   }
   CheckpointMeta other = meta;

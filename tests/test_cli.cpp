@@ -12,6 +12,8 @@
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 
+#include "support.h"
+
 namespace {
 namespace fs = std::filesystem;
 
@@ -48,19 +50,13 @@ size_t count_lines(const fs::path& path) {
 
 class CliTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / fmt::format("qkv-test-cli-{}", ::getpid());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir_);
-  }
   // Options that keep a tiny run inside the test's directory.
   std::string tiny(const std::string& run) const {
     return fmt::format("--config configs/tiny.json --out '{}' --set data.dir='{}'", (dir_ / run).string(),
                        (dir_ / "data").string());
   }
-  fs::path dir_;
+  const qkv::test::TempDir temp_;  // this test's own directory, removed with its files at the end
+  const fs::path dir_ = temp_.path;
 };
 
 TEST_F(CliTest, HelpExitsZero) {

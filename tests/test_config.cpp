@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "config/load.h"
+#include "support.h"
 
 namespace qkv {
 namespace {
@@ -30,21 +31,10 @@ std::string config_error(Fn fn) {
 // A scratch directory for config files, removed at the end of the test.
 class ConfigFiles : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           fmt::format("qkv_test_config_{}_{}", ::getpid(),
-                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  std::string write(const std::string& name, const std::string& text) { return temp_.write(name, text); }
 
-  std::string write(const std::string& name, const std::string& text) {
-    const fs::path path = dir_ / name;
-    std::ofstream(path) << text;
-    return path.string();
-  }
-
-  fs::path dir_;
+  const test::TempDir temp_;  // this test's own directory, removed with its files at the end
+  const fs::path dir_ = temp_.path;
 };
 
 TEST(ConfigJson, DefaultsWhenSectionsAreMissing) {
@@ -263,7 +253,7 @@ TEST(ShippedConfigs, EveryConfigLoadsAndValidates) {
     EXPECT_NO_THROW(resolve_config(entry.path().string()));
     ++count;
   }
-  EXPECT_GE(count, 1);
+  EXPECT_GE(count, 1);  // the walk found the configs at all (configs/ holds a dozen)
   const Config toy = resolve_config(std::string(QKV_SOURCE_DIR) + "/configs/toy.json");
   EXPECT_EQ(toy.data.task, DataTask::Toy);
 }

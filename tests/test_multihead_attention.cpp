@@ -79,6 +79,7 @@ TEST(MultiheadAttention, SelfAttentionMatchesTorch) {
     theirs_wrt.insert(theirs_wrt.begin(), x);
     auto a = grads(out, g, ours_wrt), b = grads(expected, g, theirs_wrt);
     ASSERT_EQ(a.size(), b.size());
+    // 1e-11: gradients sum over every position of the batch as well, so a little more rounding.
     for (size_t i = 0; i < a.size(); ++i) {
       EXPECT_TRUE(expect_close(a[i], b[i], 1e-11, 0, "gradient " + std::to_string(i)));
     }
@@ -103,7 +104,7 @@ TEST(MultiheadAttention, CrossAttentionMatchesTorch) {
   for (auto* list : {&ours_wrt, &theirs_wrt}) list->insert(list->begin(), {x, memory});
   auto a = grads(out, g, ours_wrt), b = grads(expected, g, theirs_wrt);
   for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_TRUE(expect_close(a[i], b[i], 1e-11, 0, "gradient " + std::to_string(i)));
+    EXPECT_TRUE(expect_close(a[i], b[i], 1e-11, 0, "gradient " + std::to_string(i)));  // as above
   }
 }
 
@@ -166,6 +167,7 @@ TEST(MultiheadAttention, CrossCacheIsFilledOnceAndReused) {
   ASSERT_TRUE(cache.defined());
   EXPECT_EQ(cache.k.sizes(), (std::vector<int64_t>{2, 2, 5, 4}));
   auto second = mha->forward_cross(x, /*memory=*/{}, {}, &cache);  // memory no longer needed
+  // Exact (0): the same products on the same numbers, cached or not.
   EXPECT_TRUE(expect_close(first, expected, 0, 0, "first"));
   EXPECT_TRUE(expect_close(second, expected, 0, 0, "second"));
 }
@@ -194,6 +196,7 @@ TEST(MultiheadAttention, RecordsPerHeadProbabilities) {
   mha->forward_cross(x, memory, mask);
   const auto& p = mha->last_attention();  // [B, H, T, S]
   ASSERT_EQ(p.sizes(), (std::vector<int64_t>{2, 4, 3, 5}));
+  // 1e-12: float64 softmax rows of five, normalised by their sum.
   EXPECT_TRUE(expect_close(p.sum(-1), torch::ones({2, 4, 3}, kF64), 1e-12, 0, "row sums"));
   EXPECT_EQ(p[1].slice(2, 3).abs().max().item<double>(), 0.0);  // padding gets no attention
   mha->forward_self(x, {}, /*causal=*/true);

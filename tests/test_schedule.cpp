@@ -11,6 +11,8 @@ namespace {
 
 TEST(Schedule, NoamMatchesThePaper) {
   // aiayn.md: base (d_model 512, warmup 4000) peaks at 6.99e-4 at step 4000 and is 1.40e-4 at 100K.
+  // 1e-7: the expected values are written to 5 significant digits (half a unit of the last is 5e-9;
+  // 1e-7 is still 0.015% of the value). The formula checks below are exact but for rounding: 1e-15.
   EXPECT_NEAR(learning_rate(LrSchedule::Noam, 1.0, 4000, 512, 4000), 6.9877e-4, 1e-7);
   EXPECT_NEAR(learning_rate(LrSchedule::Noam, 1.0, 4000, 512, 100000), 1.3975e-4, 1e-7);
   // During warm-up: 512^-0.5 · step · 4000^-1.5 at step 1.

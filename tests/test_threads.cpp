@@ -47,8 +47,10 @@ TEST(ConfigureThreads, AppliesThePlanForTheLoadedBlas) {
     configure_threads(n);
     EXPECT_EQ(at::get_num_threads(), plan_threads(n, backend).aten) << "--threads " << n;
   }
-  configure_threads(0);
-  EXPECT_EQ(at::get_num_threads(), plan_threads(available_cores(), backend).aten);
+  configure_threads(0);  // the cores idle now: between one and all of them
+  EXPECT_EQ(at::get_num_threads(), plan_threads(default_threads(), backend).aten);
+  EXPECT_GE(default_threads(), 1);
+  EXPECT_LE(default_threads(), available_cores());
   const std::string line = describe_threads();
   std::cout << line << "\n";  // shows in the test log which BLAS ran
   EXPECT_EQ(line.rfind("threads: aten=", 0), 0u) << line;
@@ -57,6 +59,21 @@ TEST(ConfigureThreads, AppliesThePlanForTheLoadedBlas) {
 
 TEST(AvailableCores, AtLeastOne) {
   EXPECT_GE(available_cores(), 1);
+  EXPECT_GE(idle_cores_now(20), 1);
+  EXPECT_LE(idle_cores_now(20), available_cores());
+}
+
+// The default thread count counts the cores that other processes keep busy, among ours only.
+TEST(IdleCores, SubtractsTheCoresOthersKeepBusy) {
+  const std::vector<int> two = {0, 1};
+  EXPECT_EQ(idle_cores({{0, 0.02}, {1, 0.05}}, two), 2);  // a quiet machine
+  EXPECT_EQ(idle_cores({{0, 1.0}, {1, 0.03}}, two), 1);   // a busy loop on one core
+  EXPECT_EQ(idle_cores({{0, 0.5}, {1, 0.5}}, two), 1);    // the same loop, moved between the cores
+  EXPECT_EQ(idle_cores({{0, 0.3}, {1, 0.1}}, two), 2);    // bursts adding up to under half a core
+  EXPECT_EQ(idle_cores({{0, 1.0}, {1, 1.0}}, two), 1);    // everything busy: still one thread
+  // CPUs outside this process's mask (taskset, a container's cpuset) do not count.
+  EXPECT_EQ(idle_cores({{0, 1.0}, {1, 1.0}, {2, 0.0}, {3, 0.1}}, {2, 3}), 2);
+  EXPECT_EQ(idle_cores({{2, 1.0}, {3, 0.0}}, {2, 3, 4, 5}), 3);
 }
 
 }  // namespace

@@ -120,8 +120,9 @@ TEST(Toy, LengthsAndVocabulary) {
     src_words.insert(pair.src.begin(), pair.src.end());
     tgt_words.insert(pair.tgt.begin(), pair.tgt.end());
   }
+  // Most sentences are 8-20 words (measured: 69% of the default corpus); 60% catches a drifted mix.
   EXPECT_GT(static_cast<double>(typical) / static_cast<double>(corpus().train.size()), 0.6);
-  EXPECT_EQ(src_words.size(), 253u);  // as toy.h and the README say
+  EXPECT_EQ(src_words.size(), 253u);  // as toy.h and docs/toy-task.md say
   EXPECT_EQ(tgt_words.size(), 437u);
 }
 
@@ -171,7 +172,7 @@ TEST(Toy, NounPhrasesAreMirroredAndAgree) {
       ++phrases;
     }
   }
-  EXPECT_GT(phrases, 40000);
+  EXPECT_GT(phrases, 40000);  // measured 59,303: the check ran on most noun phrases, not a few
 }
 
 TEST(Toy, ObjectsPrecedeTheirVerb) {
@@ -189,7 +190,7 @@ TEST(Toy, ObjectsPrecedeTheirVerb) {
       ++checked;
     }
   }
-  EXPECT_GT(checked, 15000);
+  EXPECT_GT(checked, 15000);  // measured 25,777: as above
 }
 
 TEST(Toy, MainVerbAgreesWithTheSubjectFarAway) {
@@ -206,6 +207,8 @@ TEST(Toy, MainVerbAgreesWithTheSubjectFarAway) {
     total_distance += distance;
     longest = std::max<int64_t>(longest, distance);
   }
+  // Measured: 7.9 words apart on average, 27 at most. Agreement over 3 and 20 words is "far away";
+  // a generator that stopped moving verbs to the end would fall below both.
   EXPECT_GT(static_cast<double>(total_distance) / static_cast<double>(corpus().train.size()), 3.0);
   EXPECT_GE(longest, 20);
 }
@@ -220,7 +223,7 @@ TEST(Toy, AdverbialClausesMoveToTheFront) {
       ++moved;
     }
   }
-  EXPECT_GT(moved, 3000);
+  EXPECT_GT(moved, 3000);  // measured 4,244 adverbial clauses: the check ran on many
 }
 
 TEST(Toy, ParticleChoosesTheVerb) {
@@ -245,10 +248,14 @@ TEST(Toy, BaselinesStayFarBelowAModel) {
   const BleuScore copy = corpus_bleu(test.src, test.tgt);
   const BleuScore dictionary =
       corpus_bleu(DictionaryBaseline(corpus().train).translate_lines(test.src), test.tgt);
+  // Measured: copy 0.03, dictionary 0.34 (unigram precision 66.5); a trained model reaches ~97
+  // (README). Copying scores nothing because no source word is a target word; the dictionary gets
+  // the words but not their order, so 40 (under half a model's score) fails a task without
+  // reordering, while its unigram precision over 50 shows the dictionary itself works.
   EXPECT_LT(copy.score, 5.0) << copy.format();
   EXPECT_LT(dictionary.score, 40.0) << dictionary.format();
   EXPECT_GT(dictionary.precisions[0], 50.0) << "the dictionary should get most words right";
-  EXPECT_NEAR(corpus_bleu(test.tgt, test.tgt).score, 100.0, 1e-9);
+  EXPECT_NEAR(corpus_bleu(test.tgt, test.tgt).score, 100.0, 1e-9);  // double rounding only
 }
 
 TEST(Synthetic, CopyAndReverse) {

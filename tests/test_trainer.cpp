@@ -6,6 +6,7 @@
 #include <atomic>
 #include <csignal>
 #include <filesystem>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -19,6 +20,7 @@
 #include "eval/translate.h"
 #include "ops/precision.h"
 #include "runtime/signals.h"
+#include "support.h"
 #include "train/flops.h"
 #include "train/loss.h"
 #include "train/run_setup.h"
@@ -61,17 +63,6 @@ Config tiny_copy_config(const fs::path& dir) {
 
 class TrainerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::replace(name.begin(), name.end(), '/', '-');  // "Test/fp32" of a parameterized test
-    dir_ = fs::temp_directory_path() / fmt::format("qkv-test-trainer-{}-{}", ::getpid(), name);
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir_);
-  }
-
   TrainOptions options(const std::string& run, bool resume = false) {
     TrainOptions o;
     o.out_dir = (dir_ / run).string();
@@ -81,7 +72,8 @@ class TrainerTest : public ::testing::Test {
     return o;
   }
 
-  fs::path dir_;
+  const test::TempDir temp_;  // this test's own directory, removed with its files at the end
+  const fs::path dir_ = temp_.path;
   std::ostringstream log_;  // printed by the assertions that need it
 };
 
@@ -127,6 +119,8 @@ TEST(TrainStep, TwoHalfBatchesEqualOneFullBatch) {
   const StepResult ra = train_step(a, adam_a, {full}, options);
   const StepResult rb = train_step(b, adam_b, {first, second}, options);
   EXPECT_EQ(ra.tokens, rb.tokens);
+  // Padding differs between the two layouts, so float32 sums round differently. The loss is a sum
+  // of ~50 token losses of ~3 (~150): 1e-3 is ~1e-5 of it; the norm and gradients: relative 1e-5.
   EXPECT_NEAR(ra.loss_sum, rb.loss_sum, 1e-3);
   EXPECT_NEAR(ra.grad_norm, rb.grad_norm, 1e-5 * ra.grad_norm);
   // The accumulated gradients (left in .grad() by the step) agree. Parameters after the step are not
@@ -136,7 +130,7 @@ TEST(TrainStep, TwoHalfBatchesEqualOneFullBatch) {
   for (const auto& p : a->named_parameters()) {
     const auto& ga = p.value().grad();
     const auto& gb = grads_b[p.key()].grad();
-    // Padding differs between the two layouts, so float sums round differently: relative 1e-5.
+    // As above: relative 1e-5 of the largest gradient.
     const double scale = std::max(ga.abs().max().item<double>(), 1e-6);
     EXPECT_LT((ga - gb).abs().max().item<double>(), 1e-5 * scale) << p.key();
   }
@@ -172,6 +166,7 @@ TEST(TrainStep, ClippingBoundsTheUpdateNorm) {
   double norm_sq = 0;
   for (const auto& p : model->parameters())
     if (p.grad().defined()) norm_sq += p.grad().pow(2).sum().item<double>();
+  // clip_grad_norm_ scales by 1e-3 / (norm + 1e-6) in float32: both errors far below 0.1% of 1e-3.
   EXPECT_NEAR(std::sqrt(norm_sq), 1e-3, 1e-6);
 }
 
@@ -264,8 +259,8 @@ TEST_F(TrainerTest, SigintSavesACheckpointAndStops) {
   const TrainSummary summary = trainer.run();
   interrupter.join();
   EXPECT_EQ(summary.reason, StopReason::Interrupted);
-  EXPECT_GT(summary.step, 0);
-  EXPECT_LT(summary.step, 100000);
+  EXPECT_GT(summary.step, 0);       // it trained before the signal (1.5 s in)
+  EXPECT_LT(summary.step, 100000);  // ... and stopped long before the end
   LoadedCheckpoint saved(CheckpointFiles::step_path((dir_ / "run" / "checkpoints").string(), summary.step));
   EXPECT_EQ(CheckpointMeta::read(saved).step, summary.step);
 }
@@ -324,50 +319,82 @@ TEST_F(TrainerTest, SignalsLeaveTrainingUnchanged) {
   for (const auto& [name, value] : quiet) EXPECT_TRUE(torch::equal(value, disturbed.at(name))) << name;
 }
 
+// Teacher-forced token accuracy on `split`, with the batches on the model's device, in the precision
+// of the PrecisionScope in force.
+double token_accuracy_on(Transformer& model, const Split& split) {
+  torch::NoGradGuard no_grad;
+  const auto device = model->parameters().front().device();
+  double right = 0, total = 0;
+  for (const auto& rows : eval_batches(split.examples, 1024)) {
+    const Batch batch = make_batch(split.examples, rows).to(device);
+    const auto logits = model->forward(batch.src, batch.tgt_in);  // [B, T, V]
+    right += token_accuracy(logits, batch.tgt_out, kPadId) * static_cast<double>(batch.tgt_tokens);
+    total += static_cast<double>(batch.tgt_tokens);
+  }
+  return right / total;
+}
+
+// Of `split`'s sentences, how many greedy search copies back exactly, decoded in `precision`.
+int64_t exact_copies(Transformer& model, const Split& split, const DecodeConfig& decode, Precision precision) {
+  const PrecisionScope scope(precision);
+  std::vector<std::vector<int64_t>> sources;
+  for (const auto& e : split.examples) sources.push_back(e.src);
+  const auto outputs = translate_ids(model, sources, search_options(decode), 64);
+  int64_t exact = 0;
+  for (size_t i = 0; i < outputs.size(); ++i) exact += outputs[i] == split.examples[i].tgt;
+  return exact;
+}
+
+// The learning test: on the copy task the model reaches 95% dev token accuracy and greedy search
+// copies at least half of the dev sentences back exactly. How many steps that takes depends on the
+// build: another summation order is another run. So the run is checked every kCheckEvery steps and
+// stops at the first check that meets both bars; each round resumes the last, which continues
+// exactly as one straight run would (ResumeContinuesExactly), so checking changes nothing it measures.
+//
+// Measured (both bars met at the step shown; oneDNN's ISA set with ONEDNN_MAX_CPU_ISA, OpenBLAS's
+// kernels with OPENBLAS_CORETYPE): AVX-512 (this machine's default) 600, with 1 or 2 threads and
+// with OpenBLAS or the reference BLAS alike (the products go through oneDNN); AVX2 300; SSE4.1 400;
+// AVX with OpenBLAS's Sandybridge kernels 500. At 400 steps dev token accuracy ranged over 96-98%
+// and exact copies over 30-83: the exact copies are the bar that varies. (Before the linear layers
+// went through oneDNN, OpenBLAS's OpenMP build ended a fixed 400 steps at 94.6%.)
+//
+// It runs once per training precision with the same bars. Token accuracy is measured in the training
+// precision; the checkpoint holds fp32 weights whatever that was, and must copy in fp32 and in bf16
+// decoding alike.
 TEST_P(PrecisionTest, CopyTaskReachesNinetyFivePercentTokenAccuracy) {
+  constexpr double kAccuracyBar = 0.95;  // teacher-forced: 1 token in 20 may still be wrong
+  constexpr int64_t kExactBar = 50;      // of 100 dev sentences: most come back whole
+  constexpr int64_t kCheckEvery = 100;   // a check costs a checkpoint and a dev pass (~1 s)
+  constexpr int64_t kStepCap = 1500;     // 2.5x the slowest build measured: by then broken, not slow
   Config config = tiny_copy_config(dir_);
   config.train.precision = GetParam();
-  config.train.steps = 600;           // 400 left it at 94.6% with OpenBLAS's OpenMP build: keep a margin
-  config.train.eval_every = 1000000;  // no validation
-  Trainer trainer(config, options("copy"));
-  trainer.run();
-
-  // Teacher-forced token accuracy on the dev split, in the training precision.
-  Transformer& model = trainer.model();
-  model->eval();
-  torch::NoGradGuard no_grad;
+  config.train.eval_every = 1000000;  // no validation: the bars are measured here
   const RunPaths paths((dir_ / "copy").string());
-  InferenceModel loaded = load_inference_model(*latest_checkpoint(paths), torch::kCPU);
-  const Split dev = load_split(config.data, "dev", loaded.codecs, config.model.max_len - 1, log_);
-  double right = 0, total = 0;
-  {
-    const PrecisionScope trained(config.train.precision);
-    for (const auto& rows : eval_batches(dev.examples, 1024)) {
-      const Batch batch = make_batch(dev.examples, rows);
-      const auto logits = model->forward(batch.src, batch.tgt_in);  // [B, T, V]
-      right += token_accuracy(logits, batch.tgt_out, kPadId) * static_cast<double>(batch.tgt_tokens);
-      total += static_cast<double>(batch.tgt_tokens);
+  std::optional<Split> dev;
+  double accuracy = 0.0;
+  int64_t exact = 0, steps = 0;
+  while ((accuracy < kAccuracyBar || exact < kExactBar) && steps < kStepCap) {
+    steps += kCheckEvery;
+    config.train.steps = steps;
+    Trainer(config, options("copy", /*resume=*/steps > kCheckEvery)).run();
+    InferenceModel loaded = load_inference_model(*latest_checkpoint(paths), default_device());
+    if (!dev) dev = load_split(config.data, "dev", loaded.codecs, config.model.max_len - 1, log_);
+    for (const auto& p : loaded.model->parameters()) ASSERT_EQ(p.scalar_type(), torch::kFloat);
+    {
+      const PrecisionScope trained(config.train.precision);
+      accuracy = token_accuracy_on(loaded.model, *dev);
     }
+    const int64_t exact_fp32 = exact_copies(loaded.model, *dev, config.decode, Precision::Fp32);
+    const int64_t exact_bf16 = exact_copies(loaded.model, *dev, config.decode, Precision::Bf16);
+    exact = std::min(exact_fp32, exact_bf16);
+    std::cout << fmt::format(
+        "[copy] {} training, after {} steps: dev token accuracy {:.4f}; of {} sentences greedy search "
+        "copies {} exactly decoding in fp32, {} in bf16\n",
+        to_string(config.train.precision), steps, accuracy, dev->examples.size(), exact_fp32, exact_bf16);
   }
-  std::cout << fmt::format("[copy] {}: dev token accuracy {:.4f} after {} steps\n",
-                           to_string(config.train.precision), right / total, config.train.steps);
-  EXPECT_GE(right / total, 0.95) << log_.str();
-
-  // And it decodes its input back: greedy search copies most dev sentences exactly, with the
-  // checkpoint (fp32 weights whatever the training precision) decoded in fp32 and in bf16.
-  for (const auto& p : loaded.model->parameters()) ASSERT_EQ(p.scalar_type(), torch::kFloat);
-  std::vector<std::vector<int64_t>> sources;
-  for (const auto& e : dev.examples) sources.push_back(e.src);
-  for (const Precision decoding : {Precision::Fp32, Precision::Bf16}) {
-    const PrecisionScope scope(decoding);
-    const auto outputs = translate_ids(loaded.model, sources, search_options(config.decode), 64);
-    int exact = 0;
-    for (size_t i = 0; i < outputs.size(); ++i) exact += outputs[i] == dev.examples[i].tgt;
-    std::cout << fmt::format("[copy] trained in {}, decoded in {}: {} of {} dev sentences copied exactly\n",
-                             to_string(config.train.precision), to_string(decoding), exact, outputs.size());
-    EXPECT_GE(exact, 50) << "of " << outputs.size() << " dev sentences copied exactly, decoded in "
-                         << to_string(decoding);
-  }
+  EXPECT_GE(accuracy, kAccuracyBar) << "after " << steps << " steps\n" << log_.str();
+  EXPECT_GE(exact, kExactBar) << "of " << dev->examples.size() << " dev sentences (the fewer of fp32 and "
+                              << "bf16 decoding), after " << steps << " steps";
 }
 
 // float16 on a GPU: dynamic loss scaling reports its scale and skipped steps in the log line and in
@@ -416,6 +443,7 @@ TEST_F(TrainerTest, Fp16IsRefusedOnTheCpu) {
         << e.what();
   }
 }
+
 
 }  // namespace
 }  // namespace qkv

@@ -130,6 +130,7 @@ TEST(Transformer, DecoderIsCausal) {
       // Exactly equal would be too strict only if the kernels changed order with the content; 1e-12.
       EXPECT_TRUE(expect_close(other.slice(1, 0, t + 1), logits.slice(1, 0, t + 1), 1e-12, 0,
                                "positions <= " + std::to_string(t)));
+      // ... while the later positions do change (by far more than float64 rounding: 1e-6).
       EXPECT_GT((other.slice(1, t + 1) - logits.slice(1, t + 1)).abs().max().item<double>(), 1e-6);
     }
   }
@@ -230,6 +231,7 @@ TEST(Transformer, SinusoidalPositionsAndScaledEmbeddings) {
   auto pe = sinusoidal_positions(10, 8);
   EXPECT_DOUBLE_EQ(pe[0][0].item<double>(), 0.0);
   EXPECT_DOUBLE_EQ(pe[0][1].item<double>(), 1.0);
+  // 1e-15: values in [-1, 1] from the same sin/cos in double, the angle computed in another order.
   EXPECT_NEAR(pe[1][0].item<double>(), std::sin(1.0), 1e-15);
   EXPECT_NEAR(pe[1][1].item<double>(), std::cos(1.0), 1e-15);
   EXPECT_NEAR(pe[3][4].item<double>(), std::sin(3.0 / 100.0), 1e-15);  // 10000^(4/8) = 100
@@ -240,7 +242,7 @@ TEST(Transformer, SinusoidalPositionsAndScaledEmbeddings) {
   auto x = model->tgt_embed->forward(t, /*offset=*/3);                    // [1, 2, C]
   auto expected = model->tgt_embed->weight.index_select(0, t[0]) * 4.0 +  // √16 = 4
                   sinusoidal_positions(32, 16).narrow(0, 3, 2);
-  EXPECT_TRUE(expect_close(x[0], expected, 1e-12, 0, "embedding"));
+  EXPECT_TRUE(expect_close(x[0], expected, 1e-12, 0, "embedding"));  // float64: one multiply, one add
 }
 
 TEST(Transformer, RefusesSequencesBeyondMaxLen) {
@@ -302,6 +304,7 @@ TEST(Transformer, InitSchemes) {
   Transformer xavier(config, 2000, 2000);
   const double bound = std::sqrt(6.0 / (2000 + 64));  // Xavier-uniform on [V, C]
   EXPECT_LE(xavier->tgt_embed->weight.abs().max().item<double>(), bound);
+  // Of 128,000 uniform draws, some land in the outer 10%: P(none) = 0.9^128000, i.e. never.
   EXPECT_GT(xavier->tgt_embed->weight.abs().max().item<double>(), 0.9 * bound);
   EXPECT_TRUE(torch::equal(xavier->encoder->layers[0]->norm1->weight, torch::ones({64})));
   EXPECT_EQ(xavier->decoder->layers[0]->ffn->linear1->bias.abs().max().item<double>(), 0.0);

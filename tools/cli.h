@@ -26,6 +26,15 @@ struct RegisterCommand {
   }
 };
 
+// The program's command line as it was invoked (argv[0] first), for commands that start copies of
+// themselves (`qkv train --nproc`).
+std::vector<std::string>& invocation();
+
+// The exit status main() returns when no error was thrown (a command that ran other processes passes
+// theirs on).
+void set_exit_status(int status);
+int exit_status();
+
 // Parses "key=value" strings given to a repeatable --set.
 inline void add_set_option(CLI::App& cmd, std::vector<std::string>& sets) {
   cmd.add_option("--set", sets, "Override a config key, e.g. --set train.warmup=800 (repeatable)")

@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <iostream>
 #include <sstream>
+#include <vector>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -31,6 +32,7 @@
 #include "data/dataset.h"
 #include "runtime/threads.h"
 #include "sgemm_rate.h"
+#include "synthetic_batch.h"
 #include "train/flops.h"
 #include "train/train_step.h"
 
@@ -68,21 +70,6 @@ int64_t vocabulary_size(const BenchTrainArgs& args, const Config& config) {
   return build_codecs(config.data, quiet).tgt->size();
 }
 
-// One fixed batch of B pairs with S source and T target tokens (ids 4..V-1, so no specials).
-Batch synthetic_batch(int64_t batch, int64_t src_len, int64_t tgt_len, int64_t vocab) {
-  auto src = torch::randint(4, vocab, {batch, src_len}, torch::kLong);  // [B, S-1]
-  auto tgt = torch::randint(4, vocab, {batch, tgt_len}, torch::kLong);  // [B, T-1]
-  std::vector<Example> examples;
-  std::vector<int64_t> rows;
-  for (int64_t b = 0; b < batch; ++b) {
-    examples.push_back(
-        {std::vector<int64_t>(src[b].data_ptr<int64_t>(), src[b].data_ptr<int64_t>() + src_len),
-         std::vector<int64_t>(tgt[b].data_ptr<int64_t>(), tgt[b].data_ptr<int64_t>() + tgt_len)});
-    rows.push_back(b);
-  }
-  return make_batch(examples, rows);
-}
-
 Throughput bench_qkv(const Config& config, int64_t vocab, const Batch& batch, const BenchTrainArgs& args) {
   torch::manual_seed(1);
   Transformer model(config.model, vocab, vocab);
@@ -109,8 +96,12 @@ std::string find_peer_script(const BenchTrainArgs& args) {
   if (!args.peer_script.empty()) return args.peer_script;
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  for (const fs::path& candidate :
-       {fs::path("tools/peer_train.py"), exe.parent_path() / "../tools/peer_train.py"})
+  std::vector<fs::path> candidates = {fs::path("tools/peer_train.py"),
+                                      exe.parent_path() / "../tools/peer_train.py"};
+#ifdef QKV_TOOLS_FROM_BIN
+  candidates.push_back(exe.parent_path() / QKV_TOOLS_FROM_BIN / "peer_train.py");  // installed
+#endif
+  for (const fs::path& candidate : candidates)
     if (fs::exists(candidate)) return candidate.string();
   throw std::runtime_error(
       "cannot find tools/peer_train.py: run from the repository root or pass --peer-script");
@@ -200,6 +191,7 @@ void run_bench_train(const BenchTrainArgs& args) {
       {"sgemm_gflops", sgemm.best()},
       {"sgemm_blas_gflops", sgemm.blas},
       {"sgemm_onednn_gflops", sgemm.onednn},
+      {"threads", at::get_num_threads()},
       {"qkv",
        {{"tokens_per_s", ours.tokens_per_s}, {"ms_per_step", ours.ms_per_step}, {"gflops", ours.gflops}}}};
   if (peer) {

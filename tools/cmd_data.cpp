@@ -78,7 +78,7 @@ void run_toy(const ToyArgs& args) {
 
 void add_toy(CLI::App& data) {
   auto args = std::make_shared<ToyArgs>();
-  auto* cmd = data.add_subcommand("toy", "Write the toy translation task (see README)");
+  auto* cmd = data.add_subcommand("toy", "Write the toy translation task (see docs/toy-task.md)");
   cmd->add_option("--out", args->out, "Output directory")->required();
   cmd->add_option("--train", args->options.train, "Training pairs")
       ->check(at_least(0))

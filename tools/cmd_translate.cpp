@@ -18,6 +18,7 @@
 
 #include "base/error.h"
 #include "cli.h"
+#include "config/resources.h"
 #include "data/corpus.h"
 #include "data/dataset.h"
 #include "eval/evaluate.h"
@@ -66,6 +67,10 @@ InferenceModel load_with_overrides(const SearchArgs& args) {
   if (args.beam) loaded.config.decode.beam = *args.beam;
   if (args.alpha) loaded.config.decode.alpha = *args.alpha;
   if (args.batch_size) loaded.config.decode.batch_size = *args.batch_size;
+  const bool overridden = args.beam || args.batch_size;
+  check_fits_in_memory(loaded.config, loaded.codecs.src->size(), loaded.codecs.tgt->size(),
+                       /*training=*/false,
+                       overridden ? args.checkpoint + " with --beam/--batch-size" : args.checkpoint);
   return loaded;
 }
 

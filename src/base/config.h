@@ -18,6 +18,7 @@ enum class LrSchedule { Noam, InverseSqrt, Constant };              // "noam" | 
 enum class DataTask { Toy, Copy, Reverse, Files };                  // "toy" | "copy" | "reverse" | "files"
 enum class Tokenizer { Word, SentencePiece };                       // "word" | "sentencepiece"
 enum class Precision { Fp32, Bf16, Fp16 };                          // "fp32" | "bf16" | "fp16"
+enum class DistBackend { Auto, Gloo, Nccl };                        // "auto" | "gloo" | "nccl"
 
 // The architecture. Key names are fixed by the product (see configs/README.md).
 struct ModelConfig {
@@ -84,6 +85,10 @@ struct TrainConfig {
   int64_t patience = 0;  // early stopping after this many evaluations without improvement; 0 = off
   int64_t eval_bleu_max_sentences = 0;    // 0 = the whole dev set
   Precision precision = Precision::Fp32;  // of the matrix products (ops/precision.h); fp16 needs CUDA
+  // Data-parallel training (several processes): how their gradients travel, and how long a collective
+  // may wait for the others before the job is declared failed.
+  DistBackend dist_backend = DistBackend::Auto;
+  int64_t dist_timeout_s = 600;
 };
 
 struct DecodeConfig {

@@ -33,6 +33,7 @@ QKV_ENUM_NAMES(LrSchedule, "noam", "inverse_sqrt", "constant")
 QKV_ENUM_NAMES(DataTask, "toy", "copy", "reverse", "files")
 QKV_ENUM_NAMES(Tokenizer, "word", "sentencepiece")
 QKV_ENUM_NAMES(Precision, "fp32", "bf16", "fp16")
+QKV_ENUM_NAMES(DistBackend, "auto", "gloo", "nccl")
 
 #undef QKV_ENUM_NAMES
 

@@ -2,8 +2,10 @@
 #include "checkpoint/checkpoint.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -16,6 +18,7 @@
 #include <torch/serialize/output-archive.h>
 
 #include "base/error.h"
+#include "config/json_input.h"
 
 namespace qkv {
 namespace fs = std::filesystem;
@@ -24,7 +27,8 @@ namespace {
 constexpr char kHead[] = "QKVCKPT1";  // 8 bytes + NUL
 constexpr char kTail[] = "QKVCKEND";
 constexpr size_t kMagicSize = 8;
-constexpr size_t kTailSize = 24;  // size, checksum, magic
+constexpr size_t kTailSize = 24;        // size, checksum, magic
+constexpr char kTempInfix[] = ".tmp-";  // a save's temporary file is .<name>.tmp-<pid>
 
 // 64-bit FNV-1a over little-endian 8-byte words (the final partial word zero-padded), fed in chunks
 // of any size. Eight bytes per multiply instead of one keeps it cheap on multi-GB checkpoints.
@@ -70,6 +74,15 @@ uint64_t get_u64(const unsigned char* in) {
   return v;
 }
 
+// The tail after the body: its size, its checksum, the end marker.
+std::array<unsigned char, kTailSize> make_tail(uint64_t size, uint64_t checksum) {
+  std::array<unsigned char, kTailSize> tail{};
+  put_u64(tail.data(), size);
+  put_u64(tail.data() + 8, checksum);
+  std::memcpy(tail.data() + 16, kTail, kMagicSize);
+  return tail;
+}
+
 std::string errno_text() {
   return std::strerror(errno);
 }
@@ -94,39 +107,69 @@ std::string generator_key(const at::Device& device) {
   return device.is_cpu() ? "cpu" : fmt::format("cuda{}", device.index());
 }
 
+std::string temporary_path(const fs::path& target) {
+  return (target.parent_path() / fmt::format(".{}{}{}", target.filename().string(), kTempInfix, ::getpid()))
+      .string();
+}
+
+// The process that owns a temporary file `.<name>.tmp-<pid>`, or 0 when `name` is not one.
+pid_t temporary_owner(const std::string& name) {
+  static const std::regex pattern(R"(\..+\.tmp-(\d{1,9}))");
+  std::smatch m;
+  if (!std::regex_match(name, m, pattern)) return 0;
+  return static_cast<pid_t>(std::stol(m[1].str()));
+}
+
 }  // namespace
 
 void write_file_atomically(const std::string& path, const std::function<void(const ByteSink&)>& produce) {
   const fs::path target(path);
-  const fs::path temp =
-      target.parent_path() / fmt::format(".{}.tmp-{}", target.filename().string(), ::getpid());
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw std::runtime_error(fmt::format("{}: cannot create ({})", temp.string(), errno_text()));
+  const std::string temp = temporary_path(target);
+  // Errors name the file the user asked for; the temporary is an implementation detail.
+  auto failed = [&](const char* doing, int error) {
+    return CheckpointError(fmt::format("{}: cannot save ({} failed: {})", path, doing, std::strerror(error)));
+  };
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw failed("creating a temporary file", errno);
   auto sink = [&](const void* data, size_t size) {
     auto bytes = static_cast<const char*>(data);
     while (size > 0) {
       const ssize_t n = ::write(fd, bytes, size);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw std::runtime_error(fmt::format("{}: write failed ({})", temp.string(), errno_text()));
+      if (n < 0) throw failed("write", errno);
       bytes += n, size -= static_cast<size_t>(n);
     }
   };
   try {
     produce(sink);
-    if (::fsync(fd) != 0)
-      throw std::runtime_error(fmt::format("{}: fsync failed ({})", temp.string(), errno_text()));
+    if (::fsync(fd) != 0) throw failed("fsync", errno);
   } catch (...) {
     ::close(fd);
     ::unlink(temp.c_str());
     throw;
   }
-  ::close(fd);
-  if (::rename(temp.c_str(), target.c_str()) != 0) {
-    const std::string why = errno_text();
+  // close() reports deferred write errors on some file systems (NFS, quota).
+  if (::close(fd) != 0) {
+    const int error = errno;
     ::unlink(temp.c_str());
-    throw std::runtime_error(fmt::format("{}: cannot rename into place ({})", path, why));
+    throw failed("close", error);
+  }
+  if (::rename(temp.c_str(), target.c_str()) != 0) {
+    const int error = errno;
+    ::unlink(temp.c_str());
+    throw failed("rename into place", error);
   }
   sync_directory(target.parent_path());
+}
+
+std::string checkpoint_file_bytes(std::string_view body) {
+  Checksum checksum;
+  checksum.update(body.data(), body.size());
+  const auto tail = make_tail(body.size(), checksum.finish());
+  std::string file(kHead, kMagicSize);
+  file.append(body);
+  file.append(reinterpret_cast<const char*>(tail.data()), tail.size());
+  return file;
 }
 
 void save_checkpoint(const std::string& path, const torch::nn::Module& model,
@@ -153,17 +196,25 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
     sink(kHead, kMagicSize);
     Checksum checksum;
     uint64_t size = 0;
+    // libtorch's zip writer must never see an exception or a short write: either unwinds through
+    // its C code or ends in its destructor, which then writes again and aborts the program
+    // ("unexpected pos", a full disk's old symptom). A failed write is latched here, the rest of the
+    // archive is discarded, and the error is thrown once libtorch has finished cleanly.
+    std::exception_ptr failure;
     archive.save_to([&](const void* data, size_t n) -> size_t {
-      sink(data, n);
-      checksum.update(data, n);
-      size += n;
+      if (failure) return n;
+      try {
+        sink(data, n);
+        checksum.update(data, n);
+        size += n;
+      } catch (...) {
+        failure = std::current_exception();
+      }
       return n;
     });
-    unsigned char tail[kTailSize];
-    put_u64(tail, size);
-    put_u64(tail + 8, checksum.finish());
-    std::memcpy(tail + 16, kTail, kMagicSize);
-    sink(tail, kTailSize);
+    if (failure) std::rethrow_exception(failure);
+    const auto tail = make_tail(size, checksum.finish());
+    sink(tail.data(), tail.size());
   });
 }
 
@@ -194,11 +245,17 @@ LoadedCheckpoint::LoadedCheckpoint(const std::string& path, std::optional<torch:
     archive_.load_from(bytes.data() + kMagicSize, size, map_to);
     c10::IValue meta;
     archive_.read("meta", meta);
-    meta_ = nlohmann::json::parse(meta.toStringRef());
+    if (!meta.isString()) throw corrupt("its record is not a string");
+    meta_ = parse_json_strictly(meta.toStringRef(), "record");
     torch::serialize::InputArchive probe;
     has_optimizer_ = archive_.try_read("optimizer", probe);
+  } catch (const CheckpointError&) {
+    throw;
+  } catch (const c10::Error& e) {
+    // what() would append libtorch's C++ backtrace ("Exception raised from ... frame #0").
+    throw corrupt(fmt::format("unreadable archive: {}", one_line(e.what_without_backtrace(), 200)));
   } catch (const std::exception& e) {
-    throw corrupt(fmt::format("unreadable archive: {}", std::string(e.what()).substr(0, 200)));
+    throw corrupt(fmt::format("unreadable archive: {}", one_line(e.what(), 200)));
   }
 }
 
@@ -209,7 +266,7 @@ void LoadedCheckpoint::load_model(torch::nn::Module& model) {
     model.load(model_archive);
   } catch (const c10::Error& e) {
     throw CheckpointError(fmt::format("{}: the saved model does not match this model's structure ({})", path_,
-                                      e.what_without_backtrace()));
+                                      one_line(e.what_without_backtrace(), 300)));
   }
 }
 
@@ -221,8 +278,8 @@ void LoadedCheckpoint::load_optimizer(torch::optim::Optimizer& optimizer) {
     archive_.read("optimizer", optimizer_archive);
     optimizer.load(optimizer_archive);
   } catch (const c10::Error& e) {
-    throw CheckpointError(
-        fmt::format("{}: cannot restore the optimizer ({})", path_, e.what_without_backtrace()));
+    throw CheckpointError(fmt::format("{}: cannot restore the optimizer ({})", path_,
+                                      one_line(e.what_without_backtrace(), 300)));
   }
 }
 
@@ -234,7 +291,12 @@ void LoadedCheckpoint::restore_rng_states() {
     if (!rng_archive.try_read(generator_key(device), state)) continue;
     auto generator = at::globalContext().defaultGenerator(device);
     std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_state(state.cpu());
+    try {
+      generator.set_state(state.cpu());
+    } catch (const c10::Error& e) {
+      throw CheckpointError(fmt::format("{}: cannot restore the {} generator's state ({})", path_,
+                                        generator_key(device), one_line(e.what_without_backtrace(), 300)));
+    }
   }
 }
 
@@ -261,19 +323,38 @@ std::vector<std::pair<int64_t, std::string>> CheckpointFiles::list(const std::st
 }
 
 void CheckpointFiles::prune(const std::string& dir, int64_t keep) {
+  if (keep <= 0) return;  // train.keep_checkpoints = 0 keeps them all (configs/README.md)
   auto files = list(dir);
-  const int64_t excess = static_cast<int64_t>(files.size()) - std::max<int64_t>(keep, 1);
+  const int64_t excess = static_cast<int64_t>(files.size()) - keep;
   for (int64_t i = 0; i < excess; ++i) fs::remove(files[static_cast<size_t>(i)].second);
 }
 
 void CheckpointFiles::mark_best(const std::string& dir, const std::string& step_file) {
-  const fs::path temp = fs::path(dir) / fmt::format(".best.pt.tmp-{}", ::getpid());
+  const fs::path temp = temporary_path(best_path(dir));
   std::error_code ec;
   fs::remove(temp, ec);
   fs::create_hard_link(step_file, temp, ec);
-  if (ec) fs::copy_file(step_file, temp, fs::copy_options::overwrite_existing);
-  fs::rename(temp, best_path(dir));
+  if (ec) fs::copy_file(step_file, temp, fs::copy_options::overwrite_existing, ec);
+  if (!ec) fs::rename(temp, best_path(dir), ec);
+  if (ec) {
+    fs::remove(temp);
+    throw CheckpointError(
+        fmt::format("{}: cannot point it at {} ({})", best_path(dir), step_file, ec.message()));
+  }
   sync_directory(fs::path(dir));
+}
+
+int64_t CheckpointFiles::remove_stale_temporaries(const std::string& dir) {
+  int64_t removed = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const pid_t owner = temporary_owner(it->path().filename().string());
+    if (owner <= 0 || owner == ::getpid()) continue;
+    if (::kill(owner, 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
+    std::error_code remove_error;
+    if (fs::remove(it->path(), remove_error)) ++removed;
+  }
+  return removed;
 }
 
 }  // namespace qkv

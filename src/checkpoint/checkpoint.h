@@ -11,14 +11,18 @@
 // A file whose size, tail or checksum does not match is refused with a CheckpointError before libtorch
 // reads a byte of it: truncation and corruption are reported, never crash.
 //
-// Writes go to a temporary file in the same directory, which is flushed (fsync) and then renamed over
-// the target, so a crash or error during a save leaves the previous file intact.
+// Writes go to a temporary file in the same directory (.<name>.tmp-<pid>), which is flushed (fsync)
+// and then renamed over the target, so a crash or error during a save leaves the previous file
+// intact. A failed save (a full disk, a quota) is a CheckpointError naming the file and the system's
+// reason, and removes its temporary; a process killed mid-save leaves one, which the next run in
+// that directory removes (remove_stale_temporaries).
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -30,9 +34,14 @@
 namespace qkv {
 
 // Writes a file atomically: `produce` writes the contents through the sink it is given (any number
-// of calls); if it throws, the target is left as it was and the temporary file is removed.
+// of calls); if it or a write throws, the target is left as it was and the temporary file is
+// removed. A failed write, fsync, close or rename throws CheckpointError("PATH: cannot save (...)").
 using ByteSink = std::function<void(const void* data, size_t size)>;
 void write_file_atomically(const std::string& path, const std::function<void(const ByteSink&)>& produce);
+
+// The bytes of a checkpoint file around an archive body: head, body, tail (size and checksum). For
+// files built by hand (the fuzz target of the reader builds crafted archives with it).
+std::string checkpoint_file_bytes(std::string_view body);
 
 // Saves `model` (parameters and buffers), `optimizer` (when non-null), the default generators'
 // states (CPU, and each CUDA device's when present) and `meta`.
@@ -44,6 +53,10 @@ class LoadedCheckpoint {
  public:
   // Reads and verifies `path`; tensors are mapped to `device` when given. Throws CheckpointError.
   explicit LoadedCheckpoint(const std::string& path, std::optional<torch::Device> device = std::nullopt);
+  // Not copyable: libtorch's InputArchive copies only from a non-const reference, which clang refuses
+  // inside std::optional<LoadedCheckpoint> unless the copy is declared deleted here.
+  LoadedCheckpoint(const LoadedCheckpoint&) = delete;
+  LoadedCheckpoint& operator=(const LoadedCheckpoint&) = delete;
 
   const std::string& path() const { return path_; }
   const nlohmann::json& meta_json() const {
@@ -71,10 +84,13 @@ struct CheckpointFiles {
   static std::string best_path(const std::string& dir);
   // step-<N>.pt files in `dir`, sorted by N ascending (empty if the directory is missing).
   static std::vector<std::pair<int64_t, std::string>> list(const std::string& dir);
-  // Deletes all but the newest `keep` step files (best.pt is a separate link and stays).
+  // Deletes all but the newest `keep` step files; 0 keeps all (best.pt is a separate link and stays).
   static void prune(const std::string& dir, int64_t keep);
   // Points best.pt at an existing step file: a hard link (a copy where links fail), replaced atomically.
   static void mark_best(const std::string& dir, const std::string& step_file);
+  // Deletes the temporary files (.<name>.tmp-<pid>) that saves of processes no longer running left
+  // behind (killed mid-save); returns how many. A live process's save in progress is left alone.
+  static int64_t remove_stale_temporaries(const std::string& dir);
 };
 
 }  // namespace qkv

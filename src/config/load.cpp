@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "base/error.h"
+#include "config/json_input.h"
 #include "config/schema.h"
 
 namespace qkv {
@@ -19,6 +20,10 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 constexpr const char* kExtends = "extends";
+// A config is a few KB; anything far larger is not one (and would only make errors slow).
+constexpr uintmax_t kMaxConfigBytes = 1 << 20;
+// Names longer than this are not typos of a key: no suggestion (edit distances cost length^2).
+constexpr size_t kLongestSuggestible = 64;
 
 // Optimal string alignment distance: Levenshtein plus adjacent transpositions, so that "warmpu" is
 // one edit away from "warmup".
@@ -42,6 +47,7 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 // "warmup" without its section) suggests where that key lives; otherwise the nearest by edit
 // distance: among all key paths for "section.key", among sections and key names for a bare name.
 std::string nearest_key(const std::string& unknown) {
+  if (unknown.size() > kLongestSuggestible) return "";
   const size_t dot = unknown.find('.');
   const std::string bare = dot == std::string::npos ? unknown : unknown.substr(dot + 1);
   for (const auto& key : config_table()) {
@@ -63,19 +69,23 @@ std::string nearest_key(const std::string& unknown) {
 }
 
 std::string unknown_key(const std::string& path) {
-  return fmt::format("unknown key \"{}\" (did you mean \"{}\"?)", path, nearest_key(path));
+  const std::string nearest = nearest_key(path);
+  if (nearest.empty()) return fmt::format("unknown key \"{}\"", excerpt(path));
+  return fmt::format("unknown key \"{}\" (did you mean \"{}\"?)", excerpt(path), nearest);
 }
 
 void read_section(Config& config, const std::string& section, const json& j, const std::string& source) {
   if (!j.is_object()) {
-    throw ConfigError(fmt::format("{}: \"{}\" must be an object of keys, got {}", source, section, j.dump()));
+    throw ConfigError(
+        fmt::format("{}: \"{}\" must be an object of keys, got {}", source, section, excerpt_json(j)));
   }
   for (const auto& [name, value] : j.items()) {
     const std::string path = section + "." + name;
     const ConfigKey* key = find_config_key(path);
     if (!key) throw ConfigError(fmt::format("{}: {}", source, unknown_key(path)));
     if (!key->read(config, value)) {
-      throw ConfigError(fmt::format("{}: {} must be {}, got {}", source, path, key->allowed, value.dump()));
+      throw ConfigError(
+          fmt::format("{}: {} must be {}, got {}", source, path, key->allowed, excerpt_json(value)));
     }
   }
 }
@@ -86,7 +96,7 @@ void apply_json(Config& config, const json& j, const std::string& source, bool a
     throw ConfigError(
         fmt::format("{}: a config must be a JSON object with sections \"model\", \"data\", "
                     "\"train\", \"decode\", got {}",
-                    source, j.dump()));
+                    source, excerpt_json(j)));
   }
   const auto& sections = config_sections();
   for (const auto& [name, value] : j.items()) {
@@ -106,18 +116,18 @@ json read_json_file(const std::string& path) {
   if (!fs::exists(path, ec)) throw ConfigError(fmt::format("{}: no such config file", path));
   if (fs::is_directory(path, ec))
     throw ConfigError(fmt::format("{}: is a directory, not a config file", path));
-  std::ifstream in(path);
+  const uintmax_t size = fs::file_size(path, ec);
+  if (!ec && size > kMaxConfigBytes)
+    throw ConfigError(fmt::format("{}: {} bytes is not a config file (a config is a few KB; the limit is {})",
+                                  path, size, kMaxConfigBytes));
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(fmt::format("{}: cannot open config file", path));
-  try {
-    return json::parse(in);
-  } catch (const json::parse_error& e) {
-    // e.what() is "[json.exception.parse_error.101] parse error at line 3, column 5: ..."; keep the
-    // part from "parse error" on, which names the line and column.
-    std::string what = e.what();
-    const size_t at = what.find("] ");
-    if (at != std::string::npos) what = what.substr(at + 2);
-    throw ConfigError(fmt::format("{}: invalid JSON: {}", path, what));
-  }
+  std::string text(kMaxConfigBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));  // a file that grew since file_size() is cut here
+  if (text.size() > kMaxConfigBytes)
+    throw ConfigError(fmt::format("{}: more than {} bytes is not a config file", path, kMaxConfigBytes));
+  return parse_json_strictly(text, path);
 }
 
 // Loads `path` over its base (if it "extends" one). `chain` holds the files being loaded, to refuse
@@ -128,13 +138,15 @@ Config load_layered(const std::string& path, std::vector<std::string>& chain) {
   if (j.is_object() && j.contains(kExtends)) {
     const json& base = j.at(kExtends);
     if (!base.is_string()) {
-      throw ConfigError(fmt::format(
-          "{}: extends must be a string (a config file, relative to this one), got {}", path, base.dump()));
+      throw ConfigError(
+          fmt::format("{}: extends must be a string (a config file, relative to this one), got {}", path,
+                      excerpt_json(base)));
     }
     const std::string base_path = (fs::path(path).parent_path() / base.get<std::string>()).lexically_normal();
     const std::string id = fs::weakly_canonical(base_path).string();
     if (std::find(chain.begin(), chain.end(), id) != chain.end()) {
-      throw ConfigError(fmt::format("{}: extends \"{}\" makes a cycle", path, base.get<std::string>()));
+      throw ConfigError(
+          fmt::format("{}: extends \"{}\" makes a cycle", path, excerpt(base.get<std::string>())));
     }
     chain.push_back(id);
     config = load_layered(base_path, chain);
@@ -167,13 +179,14 @@ json config_to_json(const Config& config) {
 void apply_override(Config& config, const std::string& assignment) {
   const size_t eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0) {
-    throw ConfigError(fmt::format("--set {}: expected KEY=VALUE, e.g. --set train.warmup=800", assignment));
+    throw ConfigError(
+        fmt::format("--set {}: expected KEY=VALUE, e.g. --set train.warmup=800", excerpt(assignment)));
   }
   const std::string path = assignment.substr(0, eq);
   const ConfigKey* key = find_config_key(path);
-  if (!key) throw ConfigError(fmt::format("--set {}: {}", assignment, unknown_key(path)));
+  if (!key) throw ConfigError(fmt::format("--set {}: {}", excerpt(assignment), unknown_key(path)));
   if (!key->read(config, key->from_text(assignment.substr(eq + 1)))) {
-    throw ConfigError(fmt::format("--set {}: must be {}", assignment, key->allowed));
+    throw ConfigError(fmt::format("--set {}: must be {}", excerpt(assignment), key->allowed));
   }
 }
 

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "base/error.h"
+#include "config/json_input.h"
 
 namespace qkv {
 
@@ -19,7 +20,7 @@ std::string describe_choices(const std::vector<std::string>& names) {
 
 void throw_bad_choice(const std::string& what, const std::vector<std::string>& names,
                       const std::string& text) {
-  throw ConfigError(fmt::format("{} must be {}, got \"{}\"", what, describe_choices(names), text));
+  throw ConfigError(fmt::format("{} must be {}, got \"{}\"", what, describe_choices(names), excerpt(text)));
 }
 
 namespace config_rules {
@@ -28,8 +29,11 @@ namespace {
 // Command-line text as JSON: "800" -> 800, "1e-9" -> 1e-9, "true" -> true; anything that is not a
 // JSON value stays a string, so that the error can quote it ("got \"abc\"").
 json parse_or_string(const std::string& text) {
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  return j.is_discarded() ? json(text) : j;
+  try {
+    return parse_json_strictly(text, "--set");
+  } catch (const ConfigError&) {
+    return json(text);
+  }
 }
 
 std::string format_real(double v) {

@@ -93,7 +93,9 @@ std::vector<ConfigKey> build_table() {
       .add("log_every", &TrainConfig::log_every, int_at_least(1))
       .add("patience", &TrainConfig::patience, int_at_least(0))
       .add("eval_bleu_max_sentences", &TrainConfig::eval_bleu_max_sentences, int_at_least(0))
-      .add("precision", &TrainConfig::precision, EnumRule<Precision>{});
+      .add("precision", &TrainConfig::precision, EnumRule<Precision>{})
+      .add("dist_backend", &TrainConfig::dist_backend, EnumRule<DistBackend>{})
+      .add("dist_timeout_s", &TrainConfig::dist_timeout_s, int_at_least(1));
   Section<DecodeConfig>{"decode", &Config::decode, t}
       .add("beam", &DecodeConfig::beam, int_at_least(1))
       .add("alpha", &DecodeConfig::alpha, non_negative())

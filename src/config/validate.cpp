@@ -1,11 +1,18 @@
 // validate(): the checks a config must pass before anything is built from it. Per-key types and
 // ranges come from the key table (so a config built in code is held to the same rules as a file);
 // the cross-key invariants below refuse impossible shapes and contradictory settings, each with a
-// message naming the keys and how to fix them.
+// message naming the keys and how to fix them; sizes whose parameter count overflows 64 bits are
+// refused too (config/resources.h; what this machine can hold is checked later, by the commands).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
 #include <fmt/format.h>
 
 #include "base/error.h"
+#include "config/json_input.h"
 #include "config/load.h"
+#include "config/resources.h"
 #include "config/schema.h"
 
 namespace qkv {
@@ -64,6 +71,20 @@ void check_train_decode(const Config& c, const std::string& source) {
                     "train.lr_schedule \"constant\" for no warmup",
                     source, to_string(c.train.lr_schedule), c.train.warmup));
   }
+  // The schedule's peak (train/schedule.h: noam peaks at step = warmup; the others at train.lr) must be
+  // a step float32 parameters can take: beyond float32's range every update is infinite, and training
+  // would only fail later, as a divergence.
+  const double peak = c.train.lr_schedule == LrSchedule::Noam
+                          ? c.train.lr / std::sqrt(static_cast<double>(c.model.d_model)) /
+                                std::sqrt(static_cast<double>(std::max<int64_t>(c.train.warmup, 1)))
+                          : c.train.lr;
+  if (!(peak < static_cast<double>(std::numeric_limits<float>::max()))) {
+    throw ConfigError(fmt::format(
+        "{}: train.lr = {} makes the peak learning rate {:.3g} (train.lr_schedule \"{}\"), beyond "
+        "float32's range (3.4e38): every update would overflow; lower train.lr (the paper's peak "
+        "is 7e-4)",
+        source, c.train.lr, peak, to_string(c.train.lr_schedule)));
+  }
   if (c.decode.nbest > c.decode.beam) {
     throw ConfigError(fmt::format("{}: decode.nbest ({}) must be <= decode.beam ({})", source, c.decode.nbest,
                                   c.decode.beam));
@@ -78,10 +99,11 @@ void validate(const Config& config, const std::string& source) {
     const nlohmann::json value = key.write(config);
     if (!key.read(scratch, value)) {
       throw ConfigError(
-          fmt::format("{}: {} must be {}, got {}", source, key.path(), key.allowed, value.dump()));
+          fmt::format("{}: {} must be {}, got {}", source, key.path(), key.allowed, excerpt_json(value)));
     }
   }
   check_model(config, source);
+  check_parameter_count(config, source);
   check_data(config, source);
   check_train_decode(config, source);
 }

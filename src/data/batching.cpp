@@ -224,6 +224,22 @@ Batch BatchIterator::next() {
   return make_batch(pairs_, plan_[static_cast<size_t>(index_++)]);
 }
 
+void BatchIterator::skip() {
+  if (index_ >= batches_in_epoch()) plan_epoch(epoch_ + 1);
+  ++index_;
+}
+
+std::vector<Batch> BatchIterator::next_share(int64_t per_process, int64_t processes, int64_t rank) {
+  std::vector<Batch> share;
+  for (int64_t i = 0; i < per_process * processes; ++i) {
+    if (i % processes == rank)
+      share.push_back(next());
+    else
+      skip();
+  }
+  return share;
+}
+
 void BatchIterator::restore(const BatchPosition& position) {
   if (position.epoch < 0 || position.index < 0) {
     throw std::invalid_argument(

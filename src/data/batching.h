@@ -126,6 +126,13 @@ class BatchIterator {
 
   // The next batch; after the last batch of an epoch comes the first of the next epoch.
   Batch next();
+  // Moves past the next batch without reading it (the batch another process of a data-parallel run
+  // takes: every process plans the same epochs).
+  void skip();
+  // One process's share of the next update of `processes` × `per_process` batches: those whose index
+  // in the update is `rank` modulo `processes`; the others are skipped. Calling it once per update on
+  // every process hands out each batch exactly once, and the position stays the same everywhere.
+  std::vector<Batch> next_share(int64_t per_process, int64_t processes, int64_t rank);
 
   BatchPosition position() const { return {epoch_, index_}; }
   // Continues from a saved position: the next call to next() returns the batch that followed it.

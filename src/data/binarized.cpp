@@ -187,6 +187,11 @@ void BinarizedCorpus::validate() const {
     throw bad(fmt::format("format version {}, this qkv reads {}", header_->version, kBinarizedVersion));
   }
   if (header_->token_bytes != 2 && header_->token_bytes != 4) throw bad("token width is not 2 or 4 bytes");
+  // The counts come from the file: bound them by its size before multiplying, so that crafted counts
+  // cannot wrap the arithmetic below around into a size that matches.
+  if (header_->tokens > bytes_ / header_->token_bytes || header_->pairs > bytes_ / (2 * sizeof(uint64_t)))
+    throw bad(
+        fmt::format("{} bytes cannot hold {} pairs of {} tokens", bytes_, header_->pairs, header_->tokens));
   const uint64_t token_end = sizeof(BinarizedHeader) + header_->tokens * header_->token_bytes;
   if (header_->offsets_at != round_up8(token_end) ||
       bytes_ != header_->offsets_at + (2 * header_->pairs + 1) * sizeof(uint64_t)) {

@@ -97,14 +97,35 @@ std::string split_prefix(const DataConfig& data, const std::string& name) {
   throw ConfigError(fmt::format("unknown split \"{}\" (expected train, dev or test)", name));
 }
 
+namespace {
+
+// Training needs pairs: when filtering left none, say which files and why, rather than failing later
+// with "no training examples to batch".
+void require_training_pairs(const FilterStats& stats, const std::string& files) {
+  if (stats.kept > 0) return;
+  const int64_t read = stats.too_long + stats.empty;
+  if (read == 0) throw DataError(fmt::format("{}: no training pairs: the files hold no lines", files));
+  throw DataError(fmt::format(
+      "{}: no training pairs left after filtering: all {} were dropped ({} with an empty side, i.e. a line "
+      "blank after cleaning; {} with a side longer than {} tokens)",
+      files, read, stats.empty, stats.too_long, stats.max_len));
+}
+
+std::string describe_files(const SplitPaths& paths) {
+  return fmt::format("{} and {}", paths.src, paths.tgt);
+}
+
+}  // namespace
+
 CodecPair build_codecs(const DataConfig& data, std::ostream& log) {
   if (data.tokenizer == Tokenizer::SentencePiece) {
     auto codecs = make_sentencepiece_codecs(data);
     log << fmt::format("[data] codec: {}\n", codecs.src->name());
     return codecs;
   }
-  ParallelCorpus train = read_parallel(split_paths(data, data.train_prefix));
-  filter_pairs(train, data.max_len);
+  const SplitPaths train_paths = split_paths(data, data.train_prefix);
+  ParallelCorpus train = read_parallel(train_paths);
+  require_training_pairs(filter_pairs(train, data.max_len), describe_files(train_paths));
   CodecPair codecs;
   if (data.shared_vocab) {
     TokenCounts counts;
@@ -135,6 +156,7 @@ Split load_binarized_train(const DataConfig& data, const std::string& path, cons
   split.name = "train";
   split.examples = Pairs(
       std::make_shared<const BinarizedPairs>(std::move(corpus), std::min(data.max_len, max_tokens), stats));
+  require_training_pairs(stats, path);
   log << fmt::format("[data] train: {} ({})\n", path, stats.summary());
   return split;
 }
@@ -146,9 +168,11 @@ Split load_split(const DataConfig& data, const std::string& name, const CodecPai
   const std::string binarized = binarized_path(data.dir, data.train_prefix, data.src_lang, data.tgt_lang);
   if (name == "train" && fs::exists(binarized))
     return load_binarized_train(data, binarized, codecs, max_tokens, log);
-  ParallelCorpus corpus = read_parallel(split_paths(data, split_prefix(data, name)));
+  const SplitPaths paths = split_paths(data, split_prefix(data, name));
+  ParallelCorpus corpus = read_parallel(paths);
   if (name == "train") {
     const FilterStats stats = filter_pairs(corpus, data.max_len);
+    require_training_pairs(stats, describe_files(paths));
     if (stats.too_long + stats.empty > 0) log << fmt::format("[data] train: {}\n", stats.summary());
   }
   Split split;

@@ -3,13 +3,15 @@
 // RTLD_DEEPBIND makes the shim resolve its symbols inside its own dependencies first, so that
 // libsentencepiece's embedded protobuf does not meet libtorch's libprotobuf (without it, the
 // version check in SentencePiece's generated code aborts). RTLD_LOCAL keeps its symbols out of
-// ours. The library is looked up, in order: $QKV_SPM_LIBRARY, next to the running executable, and
-// where the build put it.
+// ours. The library is looked up, in order: $QKV_SPM_LIBRARY, next to the library that holds this code
+// (libqkv_core.so: the build puts the two side by side, and so does `cmake --install`), and next to
+// the running executable (for a program that links this code statically).
 #include "data/sentencepiece.h"
 
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <exception>
 #include <filesystem>
 #include <utility>
@@ -45,12 +47,17 @@ std::vector<std::string> candidate_paths() {
   if (const char* env = std::getenv("QKV_SPM_LIBRARY"); env != nullptr && *env != '\0')
     paths.emplace_back(env);
 #ifdef QKV_SPM_LIBRARY_NAME
+  namespace fs = std::filesystem;
+  Dl_info self{};
+  if (dladdr(reinterpret_cast<const void*>(&candidate_paths), &self) != 0 && self.dli_fname != nullptr &&
+      *self.dli_fname != '\0')
+    paths.push_back((fs::path(self.dli_fname).parent_path() / QKV_SPM_LIBRARY_NAME).string());
   std::error_code ec;
-  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (!ec) paths.push_back((exe.parent_path() / QKV_SPM_LIBRARY_NAME).string());
-#endif
-#ifdef QKV_SPM_LIBRARY
-  paths.emplace_back(QKV_SPM_LIBRARY);
+  const auto exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const auto beside_exe = (exe.parent_path() / QKV_SPM_LIBRARY_NAME).string();
+    if (std::find(paths.begin(), paths.end(), beside_exe) == paths.end()) paths.push_back(beside_exe);
+  }
 #endif
   return paths;
 }
@@ -95,8 +102,9 @@ SpmLibrary open_library() {
     return lib;
   }
   throw std::runtime_error(
-      fmt::format("SentencePiece support (libqkv_spm.so) not found; build the qkv_spm target (it needs "
-                  "libsentencepiece-dev) or point QKV_SPM_LIBRARY at it. Tried:{}",
+      fmt::format("SentencePiece support (libqkv_spm.so) not found; it belongs beside libqkv_core.so: build "
+                  "the qkv_spm target (it needs libsentencepiece-dev), install qkv again, or point "
+                  "QKV_SPM_LIBRARY at it. Tried:{}",
                   tried));
 }
 

@@ -1,5 +1,5 @@
 // The toy translation task: a seeded, deterministic generator of a synthetic language pair built to
-// need what attention is for (README, "The toy translation task", has examples):
+// need what attention is for (docs/toy-task.md has examples):
 //   - long-distance reordering: the target is verb-final (objects and complement clauses precede
 //     their verb), adverbial clauses move to the front of the sentence, nouns come first in their
 //     phrase with adjectives mirrored after them, prepositions become postpositions, "not" and the

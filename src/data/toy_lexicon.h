@@ -1,4 +1,4 @@
-// The lexicon of the toy language pair (README, "The toy translation task"): an English-like source
+// The lexicon of the toy language pair (docs/toy-task.md): an English-like source
 // language and an invented target language whose words inflect for gender and number.
 //
 // Every target word that agrees with a noun has four forms, indexed by the noun's agreement class:

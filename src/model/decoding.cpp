@@ -43,10 +43,11 @@ PreparedSource prepare_source(const Transformer& model, const torch::Tensor& src
     prepared.src = prepared.src.narrow(1, 0, max_len);
   }
   auto lengths = prepared.src.ne(kPadId).sum(1).to(torch::kFloat64);  // [B]
+  // Clamped before the conversion: a huge max_len_a (1e308) must not overflow int64.
   prepared.limits = (lengths * options.max_len_a + static_cast<double>(options.max_len_b))
+                        .clamp_max(static_cast<double>(max_len - 1))
                         .floor()
-                        .to(torch::kInt64)
-                        .clamp_max(max_len - 1);  // [B]
+                        .to(torch::kInt64);  // [B]
   return prepared;
 }
 

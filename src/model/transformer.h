@@ -21,6 +21,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "base/config.h"
+#include "base/parameter_count.h"
 #include "model/embeddings.h"
 #include "model/layers.h"
 #include "model/multihead_attention.h"
@@ -99,15 +100,8 @@ TORCH_MODULE(Transformer);
 // config's keys are checked earlier, by validate() (config/load.h). Sizes include the special tokens.
 void check_model_arguments(const ModelConfig& config, int64_t src_vocab, int64_t tgt_vocab);
 
-// The arithmetic parameter count (aiayn.md, "Parameter counts") without building the model, by part.
-struct ParameterCount {
-  int64_t embeddings = 0;         // token embedding matrices, each tied matrix once
-  int64_t positions = 0;          // learned positional tables (0 for sinusoids)
-  int64_t encoder = 0;            // encoder layers + final LayerNorm (pre-norm)
-  int64_t decoder = 0;            // decoder layers + final LayerNorm (pre-norm)
-  int64_t output_projection = 0;  // an untied pre-softmax matrix
-  int64_t total() const { return embeddings + positions + encoder + decoder + output_projection; }
-};
+// The arithmetic parameter count (base/parameter_count.h) of a model these arguments build, by part.
+// count_parameters() refuses (c10::Error) a count that overflows 64 bits.
 ParameterCount count_parameter_parts(const ModelConfig& config, int64_t src_vocab, int64_t tgt_vocab);
 int64_t count_parameters(const ModelConfig& config, int64_t src_vocab, int64_t tgt_vocab);
 

@@ -36,7 +36,12 @@ std::string find_tool_script(const std::string& name) {
   candidates.push_back(fs::path("tools") / name);
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) candidates.push_back(exe.parent_path().parent_path() / "tools" / name);
+  if (!ec) {
+    candidates.push_back(exe.parent_path().parent_path() / "tools" / name);  // build/qkv: the checkout's
+#ifdef QKV_TOOLS_FROM_BIN
+    candidates.push_back(exe.parent_path() / QKV_TOOLS_FROM_BIN / name);  // where `cmake --install` puts them
+#endif
+  }
   std::string looked;
   for (const auto& path : candidates) {
     if (fs::is_regular_file(path, ec)) return path.string();

@@ -9,7 +9,8 @@
 namespace qkv {
 
 // The path of tools/<name>: $QKV_TOOLS_DIR/<name>, else ./tools/<name>, else <dir of the qkv
-// executable>/../tools/<name> (the build directory sits in the repository). Throws
+// executable>/../tools/<name> (the build directory sits in the repository), else
+// <dir of the qkv executable>/../share/qkv/tools/<name> (an installed qkv). Throws
 // std::runtime_error naming the places it looked.
 std::string find_tool_script(const std::string& name);
 

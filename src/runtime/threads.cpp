@@ -2,11 +2,9 @@
 #include "runtime/threads.h"
 
 #include <dlfcn.h>
-#include <sched.h>
 
 #include <algorithm>
 #include <filesystem>
-#include <thread>
 
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
@@ -19,6 +17,10 @@ namespace {
 using SetThreadsFn = void (*)(int);
 using GetIntFn = int (*)();
 using GetConfigFn = char* (*)();
+
+// What the last configure_threads(0) chose, for describe_threads().
+bool g_chose_default = false;
+int g_default = 0;
 
 template <class Fn>
 Fn openblas_symbol(const char* name) {
@@ -50,7 +52,7 @@ ThreadPlan plan_threads(int cores, BlasBackend backend) {
       return {n, n};
     case BlasBackend::OpenBlasPthread:
       // Two pools that spin while idle: a second ATen thread fights BLAS's workers for the cores
-      // (2-5x slower training steps, see the README). Matrix products dominate a step, so the cores
+      // (2-5x slower training steps, see docs/speed.md). Matrix products dominate a step, so the cores
       // go to BLAS and ATen keeps the calling thread only.
       return {1, n};
     case BlasBackend::OpenBlasSerial:
@@ -83,16 +85,15 @@ BlasBackend detect_blas() {
   }
 }
 
-int available_cores() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-}
-
-void configure_threads(int n) {
+void configure_threads(int n, int processes) {
   const BlasBackend backend = detect_blas();
-  const ThreadPlan plan = plan_threads(n > 0 ? n : available_cores(), backend);
+  g_chose_default = n <= 0 && processes <= 1;
+  // The processes of a data-parallel run start together, and a sample would count their siblings'
+  // start-up as load: they share the cores evenly instead.
+  int threads = n;
+  if (n <= 0) threads = processes > 1 ? std::max(1, available_cores() / processes) : default_threads();
+  if (g_chose_default) g_default = threads;
+  const ThreadPlan plan = plan_threads(threads, backend);
   // The OpenMP build's openblas_set_num_threads also sets OpenMP's count, so it goes first and ATen's
   // setting (the same number) last.
   if (auto set_blas = openblas_symbol<SetThreadsFn>("openblas_set_num_threads")) set_blas(plan.blas);
@@ -114,8 +115,10 @@ std::string describe_threads() {
   if (backend == BlasBackend::OpenBlasOpenMP) blas = at::get_num_threads();  // the same pool
   if (backend == BlasBackend::OpenBlasPthread && get_blas) blas = get_blas();
   const int cores = available_cores();
-  return fmt::format("threads: aten={} blas={} of {} core{} ({}{})", at::get_num_threads(), blas, cores,
-                     cores == 1 ? "" : "s", version, backend_name(backend));
+  const std::string idle =
+      g_chose_default && g_default < cores ? fmt::format(", {} idle at start", g_default) : "";
+  return fmt::format("threads: aten={} blas={} of {} core{}{} ({}{})", at::get_num_threads(), blas, cores,
+                     cores == 1 ? "" : "s", idle, version, backend_name(backend));
 }
 
 }  // namespace qkv

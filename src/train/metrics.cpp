@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -18,9 +20,13 @@ MetricsLog::MetricsLog(const std::string& path) : path_(path), out_(path, std::i
 
 void MetricsLog::write(const nlohmann::json& record) {
   if (!out_.is_open()) return;
+  errno = 0;
   out_ << record.dump() << '\n';
   out_.flush();
-  if (!out_) throw std::runtime_error(fmt::format("{}: write failed (disk full?)", path_));
+  // The stream keeps no reason; the failed write(2) left it in errno.
+  if (!out_)
+    throw std::runtime_error(
+        fmt::format("{}: write failed ({})", path_, errno != 0 ? std::strerror(errno) : "disk full?"));
 }
 
 Console::Console(std::ostream& out, bool live) : out_(out), live_(live) {}

@@ -30,13 +30,17 @@ struct IntervalStats {
   double nll_sum = 0.0;   // unsmoothed NLL, summed over target tokens
   int64_t tokens = 0;     // non-padding target tokens
   int64_t sentences = 0;
+  int64_t steps = 0;     // updates
   double seconds = 0.0;  // wall time spent
   void add(double loss, double nll, int64_t n_tokens, int64_t n_sentences) {
-    loss_sum += loss, nll_sum += nll, tokens += n_tokens, sentences += n_sentences;
+    loss_sum += loss, nll_sum += nll, tokens += n_tokens, sentences += n_sentences, ++steps;
   }
   double loss() const { return tokens > 0 ? loss_sum / static_cast<double>(tokens) : 0.0; }
   double nll() const { return tokens > 0 ? nll_sum / static_cast<double>(tokens) : 0.0; }
   double tokens_per_second() const { return seconds > 0 ? static_cast<double>(tokens) / seconds : 0.0; }
+  double tokens_per_update() const {
+    return steps > 0 ? static_cast<double>(tokens) / static_cast<double>(steps) : 0.0;
+  }
 };
 
 // The console: whole lines, plus (on a terminal) one status line that is redrawn in place between them.

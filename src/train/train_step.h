@@ -9,6 +9,13 @@
 // before backward and the gradients divided by S before clipping and Adam; a finite loss with
 // non-finite scaled gradients is an overflow, reported for the scaler and skipped like any non-finite
 // step.
+//
+// In data-parallel training (dist/) each process runs this on its own batches of the update: the
+// token count is summed over all processes before backward (so every gradient is normalised by the
+// update's global token count), the gradients are summed by the reducer during the last backward,
+// and the statistics are summed after it. Every process then holds the same gradient, so clipping,
+// the non-finite guard and Adam take the same decision everywhere. W processes with update_freq k
+// compute what one process computes with update_freq W·k, up to float summation order.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +25,8 @@
 
 #include "base/config.h"
 #include "data/batching.h"
+#include "dist/reducer.h"
+#include "dist/world.h"
 #include "model/transformer.h"
 
 namespace qkv {
@@ -28,6 +37,10 @@ struct StepOptions {
   double lr = 1e-3;
   Precision precision = Precision::Fp32;  // of the matrix products
   double loss_scale = 1.0;                // S: 1 except under float16
+  // The other processes of a data-parallel run; both null for a process on its own.
+  dist::World* world = nullptr;
+  dist::GradientReducer* reducer = nullptr;
+  bool stop_requested = false;  // this process was asked to stop (StepResult::stop says if any was)
 };
 
 struct StepResult {
@@ -39,9 +52,11 @@ struct StepResult {
   bool finite = true;      // false: the update was skipped
   bool overflow = false;   // the scaled gradients overflowed (finite loss, S != 1): skipped too
   double flops = 0.0;      // training FLOPs of the step's batches (flops.h)
+  bool stop = false;       // some process was asked to stop: all stop after this step
 };
 
-// `batches` all go into one update. The model is put in training mode.
+// `batches` all go into one update (this process's share of it). The model is put in training mode.
+// Sums, counts and the gradient norm in the result are over all processes.
 StepResult train_step(Transformer& model, torch::optim::Adam& optimizer, const std::vector<Batch>& batches,
                       const StepOptions& options);
 

@@ -5,10 +5,17 @@
 // and a clean stop on SIGINT/SIGTERM. At the end: total training FLOPs, wall time, dev and test
 // BLEU and a few sample translations next to their references.
 //
-// Determinism: for a given config (train.seed) and thread count, two runs produce the same
-// parameters bit for bit, and a run resumed from a checkpoint continues exactly as if it had not
-// stopped: the checkpoint holds the parameters, Adam's moments, the step, the generators' states
-// and the batch iterator's position.
+// Determinism: for a given config (train.seed), number of processes and thread count, two runs
+// produce the same parameters bit for bit, and a run resumed from a checkpoint continues exactly as if
+// it had not stopped: the checkpoint holds the parameters, Adam's moments, the step and the batch
+// iterator's position, and each update draws its dropout masks from a generator seeded with
+// (train.seed, step, rank).
+//
+// Data-parallel training (dist/, docs/distributed.md): every process plans the same seeded epochs and
+// takes batch i of an update when i mod W is its rank, so the union of the processes' batches is the
+// single-process epoch and the data position in a checkpoint is global (a run saved with W processes
+// resumes with any other number). Rank 0 alone writes files (checkpoints, metrics.jsonl, config.json,
+// vocabularies) and validates; the others wait for it at the next collective.
 #pragma once
 
 #include <chrono>
@@ -26,6 +33,8 @@
 #include "data/batching.h"
 #include "data/codec.h"
 #include "data/dataset.h"
+#include "dist/reducer.h"
+#include "dist/world.h"
 #include "eval/evaluate.h"
 #include "model/transformer.h"
 #include "train/loss_scaler.h"
@@ -38,12 +47,14 @@ struct StepResult;  // train_step.h
 
 struct TrainOptions {
   std::string out_dir;
+  std::string config_source = "config";  // names the config (its file) in errors
   bool resume = false;  // continue from out_dir's newest checkpoint (the caller resolved the config)
   std::ostream* log = &std::cout;
   bool live_progress = false;       // redraw a status line between log lines (on a terminal)
   bool final_evaluation = true;     // dev and test BLEU with sample translations at the end
   int64_t samples = 5;              // sample translations printed at the end
   int64_t max_nonfinite_steps = 5;  // skipped updates in a row before giving up
+  dist::World* world = nullptr;     // the processes of a data-parallel run; null: this process alone
 };
 
 // Why training stopped.
@@ -82,6 +93,7 @@ class Trainer {
   void log_start() const;
   void restore(LoadedCheckpoint& checkpoint, const CheckpointMeta& meta);
   std::vector<Batch> next_batches();
+  bool agree_on_early_stop();
   void report_interval(double lr, double last_grad_norm);
   std::string progress_line(double lr, double eta_seconds) const;
   bool absorb_overflow(const StepResult& result);
@@ -101,6 +113,9 @@ class Trainer {
   Transformer model_{nullptr};
   std::unique_ptr<torch::optim::Adam> optimizer_;
   std::unique_ptr<BatchIterator> batches_;
+  std::unique_ptr<dist::World> own_world_;  // a world of one, when none was given
+  dist::World* world_;
+  std::unique_ptr<dist::GradientReducer> reducer_;
   MetricsLog metrics_;
   std::optional<LossScaler> scaler_;  // train.precision "fp16" only (loss_scaler.h)
 

@@ -35,10 +35,13 @@ void Trainer::log_start() const {
                       to_string(config_.train.precision),
                       scaler_ ? fmt::format(" (loss scale {:g})", scaler_->scale()) : "");
   const int64_t peak_step = config_.train.lr_schedule == LrSchedule::Constant ? 1 : config_.train.warmup;
+  const std::string processes =
+      world_->size() > 1 ? fmt::format(" x {} processes", world_->size()) : std::string();
   log_ << fmt::format(
-      "[train] steps {} -> {}; {} tokens per batch x {} batches per update; {} schedule, peak lr "
-      "{:.2e} at step {}\n",
-      step_, config_.train.steps, config_.train.max_tokens, config_.train.update_freq,
+      "[train] steps {} -> {}; {} tokens per batch x {} batches per update{} (at most {} tokens per update); "
+      "{} schedule, peak lr {:.2e} at step {}\n",
+      step_, config_.train.steps, config_.train.max_tokens, config_.train.update_freq, processes,
+      config_.train.max_tokens * config_.train.update_freq * world_->size(),
       to_string(config_.train.lr_schedule), learning_rate(config_, std::max<int64_t>(peak_step, 1)),
       peak_step);
 }

@@ -1,0 +1,47 @@
+// Shared by the libFuzzer targets (tests/fuzz/fuzz_*.cpp): what every target asserts about the errors
+// it provokes, and a scratch file for readers that take a path.
+//
+// A target calls the code under test on the fuzzer's bytes. The errors a user may cause are the
+// expected outcome and must read as one line of bounded length with no libtorch backtrace; any
+// other exception, a crash, or a report of AddressSanitizer / UndefinedBehaviorSanitizer is a
+// finding (libFuzzer stops and saves the input as crash-*).
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+namespace qkv::fuzz {
+
+// Aborts (a finding) unless `message` is one line of at most `max_bytes` without a C++ backtrace.
+inline void require_one_line(std::string_view message, size_t max_bytes = 2000) {
+  const bool ok = !message.empty() && message.find('\n') == std::string_view::npos &&
+                  message.size() <= max_bytes &&
+                  message.find("Exception raised from") == std::string_view::npos;
+  if (!ok) {
+    std::fprintf(stderr, "error message is not one short line (%zu bytes):\n%.*s\n", message.size(),
+                 static_cast<int>(std::min<size_t>(message.size(), 4000)), message.data());
+    std::abort();
+  }
+}
+
+// A file in /tmp that holds the current input, for readers that open a path. One per process (the
+// fuzzer may run several workers).
+inline const std::string& scratch_path(const char* name) {
+  static const std::string path = "/tmp/qkv-fuzz-" + std::to_string(::getpid()) + "-" + name;
+  return path;
+}
+
+inline const std::string& write_scratch(const char* name, const uint8_t* data, size_t size) {
+  const std::string& path = scratch_path(name);
+  std::FILE* file = std::fopen(path.c_str(), "wb");
+  if (file == nullptr) std::abort();
+  if (size > 0 && std::fwrite(data, 1, size, file) != size) std::abort();
+  std::fclose(file);
+  return path;
+}
+
+}  // namespace qkv::fuzz
