@@ -11,12 +11,9 @@
 //   qkv bench train                                   # configs/toy.json's model and batch
 //   qkv bench train --config configs/toy.json --set model.d_model=512 --steps 10 --json
 //   qkv bench train --config configs/aiayn/base.json --vocab 8000 --batch 64 --set train.precision=bf16
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <sstream>
 #include <vector>
@@ -30,6 +27,7 @@
 #include "config/load.h"
 #include "data/batching.h"
 #include "data/dataset.h"
+#include "peer_script.h"
 #include "runtime/threads.h"
 #include "sgemm_rate.h"
 #include "synthetic_batch.h"
@@ -38,7 +36,6 @@
 
 namespace qkv::cli {
 namespace {
-namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 struct BenchTrainArgs {
@@ -92,48 +89,52 @@ Throughput bench_qkv(const Config& config, int64_t vocab, const Batch& batch, co
           flops * steps / seconds / 1e9};
 }
 
-std::string find_peer_script(const BenchTrainArgs& args) {
-  if (!args.peer_script.empty()) return args.peer_script;
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  std::vector<fs::path> candidates = {fs::path("tools/peer_train.py"),
-                                      exe.parent_path() / "../tools/peer_train.py"};
-#ifdef QKV_TOOLS_FROM_BIN
-  candidates.push_back(exe.parent_path() / QKV_TOOLS_FROM_BIN / "peer_train.py");  // installed
-#endif
-  for (const fs::path& candidate : candidates)
-    if (fs::exists(candidate)) return candidate.string();
-  throw std::runtime_error(
-      "cannot find tools/peer_train.py: run from the repository root or pass --peer-script");
-}
-
 nlohmann::json run_peer(const Config& config, int64_t vocab, const Batch& batch, const BenchTrainArgs& args) {
   const auto& m = config.model;
-  const std::string command = fmt::format(
-      "'{}' '{}' --json --d-model {} --d-ff {} --heads {} --encoder-layers {} --decoder-layers {} --vocab {} "
-      "--dropout {} --attention-dropout {} --relu-dropout {} --label-smoothing {} --norm {} --batch {} "
-      "--src-len {} --tgt-len {} --adam-betas {} {} "
-      "--adam-eps {} --threads {} --steps {} --warmup {} --precision {} 2>&1",
-      args.python, find_peer_script(args), m.d_model, m.d_ff, m.heads, m.encoder_layers, m.decoder_layers,
-      vocab, m.dropout, m.attention_dropout, m.relu_dropout, config.train.label_smoothing, to_string(m.norm),
-      batch.src.size(0), batch.src.size(1), batch.tgt_in.size(1), config.train.adam_betas[0],
-      config.train.adam_betas[1], config.train.adam_eps, at::get_num_threads(), args.steps, args.warmup,
-      to_string(config.train.precision));
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) throw std::runtime_error("cannot start the PyTorch peer: " + command);
-  std::string output;
-  char buffer[4096];
-  size_t n;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
-  const int status = ::pclose(pipe);
-  const auto last_line = output.substr(output.find_last_of('\n', output.size() - 2) + 1);
-  if (status != 0)
-    throw std::runtime_error(fmt::format("the PyTorch peer failed ({}):\n{}", command, output));
-  try {
-    return nlohmann::json::parse(last_line);
-  } catch (const nlohmann::json::exception&) {
-    throw std::runtime_error(fmt::format("the PyTorch peer printed no JSON result:\n{}", output));
-  }
+  const auto str = [](auto value) { return fmt::format("{}", value); };
+  return run_peer_script(args.python, find_peer_script("peer_train.py", args.peer_script),
+                         {"--json",
+                          "--d-model",
+                          str(m.d_model),
+                          "--d-ff",
+                          str(m.d_ff),
+                          "--heads",
+                          str(m.heads),
+                          "--encoder-layers",
+                          str(m.encoder_layers),
+                          "--decoder-layers",
+                          str(m.decoder_layers),
+                          "--vocab",
+                          str(vocab),
+                          "--dropout",
+                          str(m.dropout),
+                          "--attention-dropout",
+                          str(m.attention_dropout),
+                          "--relu-dropout",
+                          str(m.relu_dropout),
+                          "--label-smoothing",
+                          str(config.train.label_smoothing),
+                          "--norm",
+                          to_string(m.norm),
+                          "--batch",
+                          str(batch.src.size(0)),
+                          "--src-len",
+                          str(batch.src.size(1)),
+                          "--tgt-len",
+                          str(batch.tgt_in.size(1)),
+                          "--adam-betas",
+                          str(config.train.adam_betas[0]),
+                          str(config.train.adam_betas[1]),
+                          "--adam-eps",
+                          str(config.train.adam_eps),
+                          "--threads",
+                          str(at::get_num_threads()),
+                          "--steps",
+                          str(args.steps),
+                          "--warmup",
+                          str(args.warmup),
+                          "--precision",
+                          to_string(config.train.precision)});
 }
 
 void print_report(const Config& config, int64_t vocab, const Batch& batch, const SgemmRates& rates,

@@ -47,10 +47,10 @@ std::string find_tool_script(const std::string& name) {
     if (fs::is_regular_file(path, ec)) return path.string();
     looked += (looked.empty() ? "" : ", ") + path.string();
   }
-  throw std::runtime_error(fmt::format(
-      "cannot find the plotting script {} (looked at {}); run qkv from the repository root or set "
-      "QKV_TOOLS_DIR to the repository's tools/ directory",
-      name, looked));
+  throw std::runtime_error(
+      fmt::format("cannot find the script tools/{} (looked at {}); run qkv from the repository root or set "
+                  "QKV_TOOLS_DIR to the repository's tools/ directory",
+                  name, looked));
 }
 
 void run_python_script(const std::string& script, const std::vector<std::string>& args) {

@@ -38,7 +38,8 @@ run("install" "${CMAKE_COMMAND}" --install "${QKV_BUILD_DIR}" --prefix "${work}/
 file(RENAME "${work}/staged" "${prefix}")
 
 foreach(file bin/qkv lib/cmake/qkv/qkvConfig.cmake lib/cmake/qkv/qkvTargets.cmake
-             include/qkv/model/transformer.h share/qkv/configs/toy.json share/qkv/tools/plot_curves.py)
+             include/qkv/model/transformer.h share/qkv/configs/toy.json share/qkv/tools/plot_curves.py
+             share/qkv/tools/peer_train.py share/qkv/tools/peer_decode.py)
   if(NOT EXISTS "${prefix}/${file}")
     message(FATAL_ERROR "the install lacks ${file}")
   endif()
