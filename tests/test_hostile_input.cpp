@@ -117,6 +117,37 @@ TEST(CraftedCheckpoints, LibtorchErrorsBecomeOneLine) {
   }
 }
 
+// The class declarations inside an archive are parsed and compiled by libtorch, whose parser crashed
+// on a crafted one (tests/fuzz/fuzz_checkpoint_file): anything but the plain attribute declarations
+// that qkv's archives hold is refused first, naming the record and line. The archive's records are
+// stored uncompressed and libtorch does not check their CRCs, so an edit of the same length keeps it a
+// readable archive.
+TEST(CraftedCheckpoints, ClassDeclarationsOtherThanAttributesAreRefused) {
+  TempDir dir;
+  const std::string good = (dir.path / "good.pt").string();
+  save_checkpoint(good, *torch::nn::Linear(3, 2), nullptr, {{"step", 1}});
+  std::ifstream in(good, std::ios::binary);
+  const std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string body = file.substr(8, file.size() - 8 - 24);
+  const size_t at = body.find("__buffers__ = []");
+  ASSERT_NE(at, std::string::npos);
+  body.replace(at, 16, "__buffers__ = 1+");
+  const std::string path = (dir.path / "crafted.pt").string();
+  std::ofstream(path, std::ios::binary) << checkpoint_file_bytes(body);
+  try {
+    LoadedCheckpoint checkpoint(path);
+    ADD_FAILURE() << "a crafted class declaration was accepted";
+  } catch (const CheckpointError& e) {
+    const std::string what = e.what();
+    EXPECT_TRUE(contains(what, "crafted.pt: truncated or corrupt checkpoint (unreadable archive: code/"))
+        << what;
+    EXPECT_TRUE(
+        contains(what, "code/__torch__.py line 3: not a plain attribute declaration:   __buffers__ = 1+)"))
+        << what;
+    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+  }
+}
+
 // ---- checked counts ----------------------------------------------------------------------------------
 
 TEST(CheckedCount, OverflowSticksAndSaturates) {

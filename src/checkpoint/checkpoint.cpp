@@ -18,6 +18,7 @@
 #include <torch/serialize/output-archive.h>
 
 #include "base/error.h"
+#include "checkpoint/archive_check.h"
 #include "config/json_input.h"
 
 namespace qkv {
@@ -242,6 +243,7 @@ LoadedCheckpoint::LoadedCheckpoint(const std::string& path, std::optional<torch:
   try {
     // c10::optional is not std::optional in libtorch 1.x.
     const c10::optional<torch::Device> map_to = device ? c10::optional<torch::Device>(*device) : c10::nullopt;
+    check_archive_code(bytes.data() + kMagicSize, size);  // libtorch's parser is not for hostile code
     archive_.load_from(bytes.data() + kMagicSize, size, map_to);
     c10::IValue meta;
     archive_.read("meta", meta);
