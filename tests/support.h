@@ -7,10 +7,16 @@
 //     random subset of large ones; reports the worst element;
 //   - QKV_DEVICE_TEST: one test body run on the CPU and on CUDA, the CUDA variant skipped (not
 //     passed) when there is no GPU;
-//   - TempDir: a fresh directory for a test's files, removed with them when the test ends.
+//   - TempDir: a fresh directory for a test's files, removed with them when the test ends;
+//   - SignalStorm: signals sent to the whole process at a steady rate while it lives.
 #pragma once
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
 
 #include <algorithm>
 #include <cmath>
@@ -190,6 +196,38 @@ class TempDir {
   }
 
   std::filesystem::path path;
+};
+
+// SIGUSR2 sent to this whole process (any thread may take it) every `period`, with a handler that
+// does nothing, from construction until destruction, which restores the previous action. Tests of
+// code that must be indifferent to signals (ops/defer_signals.h) run under one.
+class SignalStorm {
+ public:
+  explicit SignalStorm(std::chrono::microseconds period) {
+    struct sigaction action {};
+    action.sa_handler = ignore;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(SIGUSR2, &action, &previous_) != 0) throw std::runtime_error("sigaction(SIGUSR2) failed");
+    sender_ = std::thread([this, period] {
+      while (!done_) {
+        ::kill(::getpid(), SIGUSR2);
+        std::this_thread::sleep_for(period);
+      }
+    });
+  }
+  ~SignalStorm() {
+    done_ = true;
+    sender_.join();
+    sigaction(SIGUSR2, &previous_, nullptr);
+  }
+  SignalStorm(const SignalStorm&) = delete;
+  SignalStorm& operator=(const SignalStorm&) = delete;
+
+ private:
+  static void ignore(int) {}
+  struct sigaction previous_ {};
+  std::atomic<bool> done_{false};
+  std::thread sender_;
 };
 
 }  // namespace qkv::test

@@ -2,15 +2,13 @@
 // gradients with a random upstream gradient, with and without bias, for 2-D and 3-D inputs, and the
 // fallback for other dtypes; qkv::batched_gemm on strided tiles against torch::bmm; bfloat16 (and
 // float16) inputs with a float32 output against float64 products.
-#include <atomic>
-#include <csignal>
 #include <limits>
-#include <thread>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "ops/gemm.h"
+#include "support.h"
 
 namespace qkv {
 namespace {
@@ -232,7 +230,6 @@ TEST(BatchedGemm, RefusesMismatchedShapes) {
 // signal delivered inside one used to corrupt the heap within a few hundred calls. Under a storm of
 // signals sent to the whole process (any thread may take them), every product must still be exact
 // and the process alive.
-extern "C" void count_signal(int) {}
 
 // Runs `iterations` products of `dtype` inputs into float32 under the storm; returns the mismatches.
 int64_t products_under_storm(torch::ScalarType dtype, int iterations) {
@@ -250,23 +247,12 @@ int64_t products_under_storm(torch::ScalarType dtype, int iterations) {
 }
 
 TEST(Sgemm, ExactAndAliveUnderASignalStorm) {
-  struct sigaction action {
-  }, previous{};
-  action.sa_handler = count_signal;
-  sigemptyset(&action.sa_mask);
-  ASSERT_EQ(sigaction(SIGUSR2, &action, &previous), 0);
-  std::atomic<bool> done{false};
-  std::thread storm([&] {
-    while (!done) {
-      ::kill(::getpid(), SIGUSR2);
-      std::this_thread::sleep_for(std::chrono::microseconds(20));
-    }
-  });
-  const int64_t float_mismatches = products_under_storm(torch::kFloat, 3000);    // oneDNN sgemm
-  const int64_t bf16_mismatches = products_under_storm(torch::kBFloat16, 3000);  // gemm_bf16bf16f32
-  done = true;
-  storm.join();
-  sigaction(SIGUSR2, &previous, nullptr);
+  int64_t float_mismatches = 0, bf16_mismatches = 0;
+  {
+    const test::SignalStorm storm(std::chrono::microseconds(20));
+    float_mismatches = products_under_storm(torch::kFloat, 3000);    // oneDNN sgemm
+    bf16_mismatches = products_under_storm(torch::kBFloat16, 3000);  // gemm_bf16bf16f32
+  }
   EXPECT_EQ(float_mismatches, 0);
   EXPECT_EQ(bf16_mismatches, 0);
 }

@@ -3,7 +3,6 @@
 // resumption and the learning test run in fp32 and in bf16 (train.precision), and the learning test
 // decodes each run's checkpoint in both precisions.
 #include <algorithm>
-#include <atomic>
 #include <csignal>
 #include <filesystem>
 #include <optional>
@@ -283,7 +282,6 @@ TEST_F(TrainerTest, StopDuringSetUpEndsItCleanly) {
 // Signals that interrupt training at random points (here a storm of them, with a handler that does
 // nothing) must change nothing: the run ends with the parameters of an undisturbed run, bit for bit.
 // Before oneDNN's kernels were shielded (ops/defer_signals.h) this aborted on a corrupted heap.
-extern "C" void ignore_signal(int) {}
 
 TEST_F(TrainerTest, SignalsLeaveTrainingUnchanged) {
   Config config = tiny_copy_config(dir_);
@@ -295,27 +293,13 @@ TEST_F(TrainerTest, SignalsLeaveTrainingUnchanged) {
     trainer.run();
     quiet = parameters_of(trainer.model());
   }
-  struct sigaction action {
-  }, previous{};
-  action.sa_handler = ignore_signal;
-  sigemptyset(&action.sa_mask);
-  ASSERT_EQ(sigaction(SIGUSR2, &action, &previous), 0);
-  std::atomic<bool> done{false};
-  std::thread storm([&] {
-    while (!done) {
-      ::kill(::getpid(), SIGUSR2);
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
-  });
   std::map<std::string, torch::Tensor> disturbed;
   {
+    const test::SignalStorm storm(std::chrono::microseconds(50));
     Trainer trainer(config, options("disturbed"));
     trainer.run();
     disturbed = parameters_of(trainer.model());
   }
-  done = true;
-  storm.join();
-  sigaction(SIGUSR2, &previous, nullptr);
   for (const auto& [name, value] : quiet) EXPECT_TRUE(torch::equal(value, disturbed.at(name))) << name;
 }
 
@@ -335,7 +319,8 @@ double token_accuracy_on(Transformer& model, const Split& split) {
 }
 
 // Of `split`'s sentences, how many greedy search copies back exactly, decoded in `precision`.
-int64_t exact_copies(Transformer& model, const Split& split, const DecodeConfig& decode, Precision precision) {
+int64_t exact_copies(Transformer& model, const Split& split, const DecodeConfig& decode,
+                     Precision precision) {
   const PrecisionScope scope(precision);
   std::vector<std::vector<int64_t>> sources;
   for (const auto& e : split.examples) sources.push_back(e.src);
@@ -443,7 +428,6 @@ TEST_F(TrainerTest, Fp16IsRefusedOnTheCpu) {
         << e.what();
   }
 }
-
 
 }  // namespace
 }  // namespace qkv
