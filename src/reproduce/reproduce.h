@@ -19,7 +19,7 @@
 //     learning rate peaks within a few dozen steps, before Adam's second-moment estimate (β2 =
 //     0.98, ~50 steps) has settled, stalls at the unigram distribution: measured here, 24 warmup
 //     steps left the scaled base at perplexity 19 after 600 steps, 100 steps reached 12.7;
-////   - data and batches: the built-in toy task, max_tokens per batch, the same for every row (the
+//   - data and batches: the built-in toy task, max_tokens per batch, the same for every row (the
 //     paper also batched every row alike). 1024 tokens rather than more: on 2 cores a step's fixed
 //     cost is large next to its arithmetic at these widths, and more, smaller updates learn the toy
 //     task faster per second.
