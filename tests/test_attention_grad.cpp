@@ -158,9 +158,10 @@ void expect_agreement(const Case& c, const std::string& impl, torch::Dtype dtype
 // Big enough for several tiles (see plan_tiles in attention_tiles.cpp): with 2 MiB tiles, 1100
 // queries × 520 keys span two or three query blocks in the standard implementation and three
 // 256-key blocks in the memory-efficient one, whose query blocks (2048 float32 rows) the
-// 2100-query case splits. Causal problems take query blocks of 32 to 128 rows, so the causal cases
-// (Tq ≠ Tk, aligned to the end) have several blocks per side: blocks wholly above the diagonal
-// (skipped), blocks crossing it (masked row by row) and blocks below it. Padding at the end of a
+// 2100-query case splits. Causal problems take query blocks of 64 to 256 rows whose squares across
+// the diagonal go in stairs of 64 rows, so the causal cases (Tq ≠ Tk, aligned to the end) have
+// several blocks and stairs per side: keys wholly above the diagonal (skipped), stairs crossing it
+// (masked row by row) and keys below it. Padding at the end of a
 // sequence cuts the keys of the tiles of that batch entry; the hole of 256 keys in "hole_padding"
 // covers a whole key block of the memory-efficient implementation (skipped) and parts of others.
 const std::vector<Case>& agreement_cases() {

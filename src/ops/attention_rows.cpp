@@ -151,19 +151,24 @@ QKV_AVX512 void softmax_avx512(float* s, Strides st, int64_t n, int64_t bq, int6
   }
 }
 
+// m and l: [n, bq] with rows contiguous and heads `stat_head` apart; acc: [n, bq, dv] with strides sa.
 QKV_AVX512 void online_softmax_avx512(float* s, Strides st, int64_t n, int64_t bq, int64_t w,
-                                      const std::vector<RowView>& rows, float* m, float* l, float* acc,
-                                      int64_t dv) {
-  for (int64_t i = 0; i < n * bq; ++i) {
-    float* x = s + (i / bq) * st.head + (i % bq) * st.row;
-    const RowView& row = rows[static_cast<size_t>(i)];
-    const float m_new = std::max(m[i], masked_max(x, row.len, row.bias));
-    const float m_safe = m_new == kNegInf ? 0.0f : m_new;  // keeps exp() free of NaN
-    const float sum = exp_shifted(x, row.len, w, m_safe);
-    const float rescale = m[i] == kNegInf ? 0.0f : std::exp(m[i] - m_safe);
-    l[i] = l[i] * rescale + sum;
-    m[i] = m_new;
-    if (rescale != 1.0f) scale_row(acc + i * dv, dv, rescale);
+                                      const std::vector<RowView>& rows, float* m, float* l, int64_t stat_head,
+                                      float* acc, Strides sa, int64_t dv) {
+  for (int64_t h = 0; h < n; ++h) {
+    for (int64_t r = 0; r < bq; ++r) {
+      float* x = s + h * st.head + r * st.row;
+      const RowView& row = rows[static_cast<size_t>(h * bq + r)];
+      float& mi = m[h * stat_head + r];
+      float& li = l[h * stat_head + r];
+      const float m_new = std::max(mi, masked_max(x, row.len, row.bias));
+      const float m_safe = m_new == kNegInf ? 0.0f : m_new;  // keeps exp() free of NaN
+      const float sum = exp_shifted(x, row.len, w, m_safe);
+      const float rescale = mi == kNegInf ? 0.0f : std::exp(mi - m_safe);
+      li = li * rescale + sum;
+      mi = m_new;
+      if (rescale != 1.0f) scale_row(acc + h * sa.head + r * sa.row, dv, rescale);
+    }
   }
 }
 
@@ -227,6 +232,10 @@ void add_mask(const Problem& pr, const Tile& t, torch::Tensor& s) {
 
 }  // namespace
 
+bool row_passes_read_visible_keys_only(const Problem& pr) {
+  return fused(pr);
+}
+
 void softmax_tile(const Problem& pr, const Tile& t, torch::Tensor& s) {
 #if QKV_HAVE_AVX512_PATH
   if (fused(pr)) {
@@ -242,9 +251,10 @@ void online_softmax_tile(const Problem& pr, const Tile& t, torch::Tensor& s, tor
                          torch::Tensor& l, torch::Tensor& acc) {
 #if QKV_HAVE_AVX512_PATH
   if (fused(pr)) {
+    TORCH_INTERNAL_ASSERT(m.stride(1) == 1 && l.strides() == m.strides() && acc.stride(2) == 1);
     online_softmax_avx512(s.data_ptr<float>(), strides_of(s), s.size(0), s.size(1), s.size(2),
-                          row_views(pr, t), m.data_ptr<float>(), l.data_ptr<float>(), acc.data_ptr<float>(),
-                          acc.size(2));
+                          row_views(pr, t), m.data_ptr<float>(), l.data_ptr<float>(), m.stride(0),
+                          acc.data_ptr<float>(), strides_of(acc), acc.size(2));
     return;
   }
 #endif

@@ -5,7 +5,10 @@
 // in the L2 cache, so the mask, softmax and gradient passes run over cached data between the matrix
 // products. A causal block sees keys up to its last row's horizon only: the keys past it are never
 // computed nor stored (P is saved block by block, ProbsLayout below, so a causal P takes half the
-// memory), and the mask is applied only to the block's last keys, those that cross the diagonal.
+// memory), and the mask is applied only to the block's last keys, those that cross the diagonal. The
+// products run over the rectangles of visible_blocks (attention_tiles.h): the keys all the block's
+// rows see, then the square across the diagonal in stairs, so the masked corner of that square is
+// neither computed nor multiplied (the softmax writes its zeros).
 // Keys that are padding for every head of a tile at the end of the sequence are cut the same way.
 // Scores, probabilities and accumulators are in the accumulation dtype (attention_internal.h); P is
 // saved, and enters the products, in the inputs' dtype.
@@ -54,6 +57,19 @@ void probabilities_tile(const Problem& pr, const Tile& t, torch::Tensor& p) {
   softmax_tile(pr, t, p);
 }
 
+// The rectangles a tile's products run over: visible_blocks, or the whole tile when the row passes
+// read whole rows. Padded key blocks are computed (and masked by the softmax): the softmax reads every
+// key a row may see, so none of those scores may be left uninitialised.
+std::vector<Tile> rectangles(const Problem& pr, const TilePlan& plan, const Tile& whole) {
+  if (!row_passes_read_visible_keys_only(pr)) return {whole};
+  return visible_blocks(pr, plan, whole.n0, whole.n1, whole.i0, whole.i1, /*skip_padded=*/false);
+}
+
+// The [n, rows, keys] view of block t inside x, a [n, bq, ke] tile of `whole`.
+torch::Tensor block_of(const torch::Tensor& x, const Tile& whole, const Tile& t) {
+  return x.slice(1, t.i0 - whole.i0, t.i1 - whole.i0).slice(2, t.j0 - whole.j0, t.j1 - whole.j0);
+}
+
 }  // namespace
 
 torch::Tensor probabilities(const Problem& pr) {
@@ -90,14 +106,26 @@ std::tuple<torch::Tensor, torch::Tensor> standard_forward(const Problem& pr, boo
     if (save_probs) saved = layout.tile(probs, n0, n1, i0, i1).slice(2, 0, ke);
     // the saved probabilities themselves when they have the accumulation dtype
     auto p = p_is_saved_in_place ? saved : torch::empty({n1 - n0, i1 - i0, ke}, pr.acc());  // [n, bq, ke]
-    probabilities_tile(pr, {n0, n1, i0, i1, 0, ke}, p);                                     // 1, 2
+    const Tile whole{n0, n1, i0, i1, 0, ke};
+    const auto blocks = rectangles(pr, plan, whole);
+    for (const Tile& t : blocks) {
+      auto s = block_of(p, whole, t);
+      tile_scores(pr, t, s);  // 1
+    }
+    softmax_tile(pr, whole, p);  // 2
     if (save_probs && !p_is_saved_in_place) saved.copy_(p);
-    auto v = pr.v.slice(0, n0, n1).slice(1, 0, ke);  // [n, ke, Dv]
-    if (pr.dropout_p > 0) {
-      auto keep = dropout_keep(pr.seed, pr.dropout_p, n0, n1, i0, i1, 0, ke, pr.acc());
-      batched_gemm(false, false, pr.operand(p * keep), v, o);  // 3, 4
-    } else {
-      batched_gemm(false, false, save_probs ? saved : pr.operand(p), v, o);  // 4
+    const auto& p_operand = save_probs ? saved : p;
+    o.zero_();
+    for (const Tile& t : blocks) {
+      auto o_rows = o.slice(1, t.i0 - i0, t.i1 - i0);       // [n, rows, Dv]
+      auto v = pr.v.slice(0, n0, n1).slice(1, t.j0, t.j1);  // [n, bk, Dv]
+      auto p_block = block_of(p_operand, whole, t);         // [n, rows, bk]
+      if (pr.dropout_p > 0) {
+        auto keep = dropout_keep(pr.seed, pr.dropout_p, n0, n1, t.i0, t.i1, t.j0, t.j1, pr.acc());
+        batched_gemm(false, false, pr.operand(p_block.to(pr.acc()) * keep), v, o_rows, 1.0, 1.0);  // 3, 4
+      } else {
+        batched_gemm(false, false, pr.operand(p_block), v, o_rows, 1.0, 1.0);  // 4
+      }
     }
   });
   return {out.to(pr.dtype()), probs};
@@ -119,37 +147,37 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> standard_backward(const 
   const auto plan = plan_tiles(pr, AttentionKind::Standard);
   const ProbsLayout layout(pr, plan);
   const auto acc = pr.acc();
-  auto dq = big_empty(pr.q.sizes(), acc);                                     // [N, Tq, Dk]
+  auto dq = big_zeros(pr.q.sizes(), acc);                                     // [N, Tq, Dk]
   auto dk = big_zeros(pr.k.sizes(), acc);                                     // [N, Tk, Dk]
   auto dv = big_zeros(pr.v.sizes(), acc);                                     // [N, Tk, Dv]
   auto row_dot = (grad_out.to(acc) * out.to(acc)).sum(-1, /*keepdim=*/true);  // [N, Tq, 1] rowsum(dO ∘ O)
   for_each_tile(pr, plan, TileOrder::RowsInOrder, [&](int64_t n0, int64_t n1, int64_t i0, int64_t i1) {
     const int64_t ke = pr.visible_end(n0, n1, i1);
-    auto dq_tile = dq.slice(0, n0, n1).slice(1, i0, i1);  // [n, bq, Dk]
-    if (ke == 0) {
-      dq_tile.zero_();
-      return;
+    if (ke == 0) return;  // no row sees a key: no gradient
+    const Tile whole{n0, n1, i0, i1, 0, ke};
+    const auto p_tile = layout.tile(probs, n0, n1, i0, i1).slice(2, 0, ke);  // [n, bq, ke]
+    auto dp_buffer = torch::empty({(n1 - n0) * (i1 - i0) * ke}, acc);        // dP̃ of a block
+    for (const Tile& t : rectangles(pr, plan, whole)) {
+      const auto rows = [&](const torch::Tensor& x) { return x.slice(0, n0, n1).slice(1, t.i0, t.i1); };
+      const auto keys = [&](const torch::Tensor& x) { return x.slice(0, n0, n1).slice(1, t.j0, t.j1); };
+      auto p = block_of(p_tile, whole, t);                         // [n, rows, bk]
+      auto d_out = rows(grad_out), q = rows(pr.q);                 // [n, rows, Dv], [n, rows, Dk]
+      auto k = keys(pr.k), v = keys(pr.v);                         // [n, bk, Dk], [n, bk, Dv]
+      auto dp = dp_buffer.slice(0, 0, p.numel()).view(p.sizes());  // [n, rows, bk]
+      batched_gemm(false, true, d_out, v, dp);                     // dP̃ = dO Vᵀ
+      auto p_used = p;                                             // P̃
+      if (pr.dropout_p > 0) {
+        auto keep = dropout_keep(pr.seed, pr.dropout_p, n0, n1, t.i0, t.i1, t.j0, t.j1, acc);
+        dp.mul_(keep);                          // 3. dP
+        p_used = pr.operand(p.to(acc) * keep);  //    P̃
+      }
+      auto dv_block = keys(dv), dk_block = keys(dk), dq_rows = rows(dq);
+      batched_gemm(true, false, p_used, d_out, dv_block, 1.0, 1.0);  // 4. dV += P̃ᵀ dO
+      ds_tile(pr, dp, p, rows(row_dot));                             // 2. dS
+      const auto ds = pr.operand(dp);
+      batched_gemm(false, false, ds, k, dq_rows, pr.scale, 1.0);  // 1. dQ += scale · dS K
+      batched_gemm(true, false, ds, q, dk_block, pr.scale, 1.0);  //    dK += scale · dSᵀ Q
     }
-    auto p = layout.tile(probs, n0, n1, i0, i1).slice(2, 0, ke);  // [n, bq, ke]
-    auto d_out = grad_out.slice(0, n0, n1).slice(1, i0, i1);      // [n, bq, Dv]
-    auto q = pr.q.slice(0, n0, n1).slice(1, i0, i1);              // [n, bq, Dk]
-    auto k = pr.k.slice(0, n0, n1).slice(1, 0, ke);               // [n, ke, Dk]
-    auto v = pr.v.slice(0, n0, n1).slice(1, 0, ke);               // [n, ke, Dv]
-    auto dp = torch::empty({n1 - n0, i1 - i0, ke}, acc);          // [n, bq, ke]
-    batched_gemm(false, true, d_out, v, dp);                      // dP̃ = dO Vᵀ
-    auto p_used = p;                                              // P̃
-    if (pr.dropout_p > 0) {
-      auto keep = dropout_keep(pr.seed, pr.dropout_p, n0, n1, i0, i1, 0, ke, acc);
-      dp.mul_(keep);                          // 3. dP
-      p_used = pr.operand(p.to(acc) * keep);  //    P̃
-    }
-    auto dv_tile = dv.slice(0, n0, n1).slice(1, 0, ke);             // [n, ke, Dv]
-    auto dk_tile = dk.slice(0, n0, n1).slice(1, 0, ke);             // [n, ke, Dk]
-    batched_gemm(true, false, p_used, d_out, dv_tile, 1.0, 1.0);    // 4. dV += P̃ᵀ dO
-    ds_tile(pr, dp, p, row_dot.slice(0, n0, n1).slice(1, i0, i1));  // 2. dS
-    const auto ds = pr.operand(dp);
-    batched_gemm(false, false, ds, k, dq_tile, pr.scale);      // 1. dQ = scale · dS K
-    batched_gemm(true, false, ds, q, dk_tile, pr.scale, 1.0);  //    dK += scale · dSᵀ Q
   });
   return {dq.to(pr.dtype()), dk.to(pr.dtype()), dv.to(pr.dtype())};
 }

@@ -5,7 +5,11 @@
 //
 // Masked work is skipped rather than masked: a block of query rows only ever sees the keys before
 // Problem::visible_end (the causal diagonal of its last row, the padding that ends its sequences), and
-// within those the causal mask touches only the rows whose own horizon ends inside the tile.
+// within those the causal mask touches only the rows whose own horizon ends inside the tile. A causal
+// row block is computed as the rectangles of visible_blocks: the keys all its rows see, in one
+// product per key block over all its rows, then the square that crosses the diagonal as a staircase
+// of narrower row blocks (each up to its own last row's horizon), so that the products stay large
+// while the computed scores exceed the triangle by only half a stair per row.
 //
 // Dimensions: N = batch·heads, Tq, Tk = query and key lengths; a tile has n heads, bq query rows
 // and bk keys.
@@ -29,9 +33,10 @@ struct Tile {
 };
 
 // How the score matrix is cut: heads in groups of `heads`, query rows in blocks of `rows`, keys in
-// blocks of `keys` (the standard implementation takes every visible key at once).
+// blocks of `keys` (the standard implementation takes every visible key at once), and the square
+// that crosses the causal diagonal in stairs of `stair` rows (visible_blocks).
 struct TilePlan {
-  int64_t heads, rows, keys;
+  int64_t heads, rows, keys, stair;
 };
 TilePlan plan_tiles(const Problem& pr, AttentionKind kind);
 
@@ -77,6 +82,21 @@ void for_each_tile(const Problem& pr, const TilePlan& plan, TileOrder order, F&&
   });
 }
 
+// The rectangles of heads [n0, n1) × query rows [i0, i1) that hold every score those rows can see,
+// in the order an online softmax may visit them (each row meets its keys in increasing order):
+//   1. the keys every row of the block sees, in blocks of plan.keys, over all the rows;
+//   2. causal only, the keys that only some rows see (the square across the diagonal), as stairs of
+//      plan.stair rows, each up to its last row's horizon, in blocks of plan.keys.
+// Key blocks that are padding for every head are left out when `skip_padded`; an empty list means no
+// row sees a key. The rectangles cover the visible scores exactly once; a stair's last keys still
+// need the causal mask, which the row passes apply from the rectangle's own bounds.
+std::vector<Tile> visible_blocks(const Problem& pr, const TilePlan& plan, int64_t n0, int64_t n1, int64_t i0,
+                                 int64_t i1, bool skip_padded = true);
+
+// Whether the row passes below work on one rectangle of a tile without reading the others (the fused
+// CPU passes read only each row's visible keys; the generic ones read whole rows).
+bool row_passes_read_visible_keys_only(const Problem& pr);
+
 // The additive mask of a tile (0 = visible, -inf = hidden), broadcastable to [n, bq, bk]; undefined
 // when the tile hides nothing.
 torch::Tensor tile_bias(const Problem& pr, const Tile& t);
@@ -89,7 +109,8 @@ void tile_scores(const Problem& pr, const Tile& t, torch::Tensor& out);
 void softmax_rows_(torch::Tensor& s);
 
 // --- the row passes (attention_rows.cpp): s, p, dp are [n, bq, bk] tiles in the accumulation dtype
-// with contiguous rows; m, l, lse, d are [n, bq, 1], acc [n, bq, Dv] ---------------------------------
+// with contiguous rows; m, l, lse, d are [n, bq, 1], acc [n, bq, Dv] (m, l and acc may be row slices
+// of a larger block's) ---------------------------------------------------------------------------
 
 // P = softmax(S + mask) in place; a row without a visible key becomes 0.
 void softmax_tile(const Problem& pr, const Tile& t, torch::Tensor& s);
