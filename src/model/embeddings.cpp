@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 #include <torch/nn/init.h>
 
+#include "ops/dropout.h"
+
 namespace qkv {
 
 torch::Tensor sinusoidal_positions(int64_t max_len, int64_t d_model) {
@@ -74,7 +76,7 @@ torch::Tensor EmbeddingsImpl::forward(const torch::Tensor& tokens, int64_t offse
   }
   auto x = torch::embedding(weight, tokens) * scale_;  // [B, T, C]
   x = x + positions.narrow(0, offset, length);         // + [T, C], broadcast over B
-  return options_.dropout > 0 ? torch::dropout(x, options_.dropout, is_training()) : x;
+  return qkv::counter_dropout(x, options_.dropout, is_training());
 }
 
 }  // namespace qkv

@@ -6,12 +6,13 @@
 #include <fmt/format.h>
 #include <torch/nn/init.h>
 
+#include "ops/dropout.h"
 #include "ops/gemm.h"
 namespace qkv {
 namespace {
 
 torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training) {
-  return p > 0 && training ? torch::dropout(x, p, /*train=*/true) : x;
+  return qkv::counter_dropout(x, p, training);
 }
 
 torch::nn::LayerNorm make_norm(const LayerOptions& o) {

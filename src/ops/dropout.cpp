@@ -1,0 +1,177 @@
+// Counter-based dropout: see dropout.h.
+//
+// The keep decision of element e under seed s: h = fmix(fmix(lo(e)·c ⊕ lo(s)) ⊕ hi(e) ⊕ hi(s)),
+// kept when h >= round(p·2^32), with fmix MurmurHash3's 32-bit finaliser (xor-shifts and two
+// multiplies, a bijection with full avalanche) and lo, hi the two 32-bit halves. Two finalisers make
+// neighbouring indices, which differ in a few low bits, independent-looking; the high half keeps
+// tensors past 2^32 elements from repeating. The multipliers are odd and below 2^31, so that the
+// generic path below can run the same arithmetic in int64 tensors without overflow.
+//
+// Two implementations of the one function: an AVX-512 loop for contiguous float32 on the CPU, and
+// libtorch integer tensor ops elsewhere (other dtypes, CUDA). Both give the same mask.
+#include "ops/dropout.h"
+
+#include <cmath>
+#include <cstdint>
+
+#include <ATen/Parallel.h>
+#include <torch/autograd.h>
+#include <torch/torch.h>
+
+#include "ops/attention_internal.h"  // draw_dropout_seed
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define QKV_DROPOUT_AVX512 1
+#define QKV_AVX512 __attribute__((target("avx512f,avx512dq")))
+#else
+#define QKV_DROPOUT_AVX512 0
+#endif
+
+namespace qkv {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
+
+constexpr uint32_t kIndexMultiplier = 0x2545f491u;  // odd, < 2^31
+constexpr uint32_t kMix1 = 0x7feb352du, kMix2 = 0x5bd1e995u;
+constexpr int64_t kLow32 = 0xFFFFFFFFLL;
+
+// round(p·2^32): an element is kept when its hash is at least this.
+uint32_t drop_threshold(double p) {
+  return static_cast<uint32_t>(std::min<int64_t>(std::llround(p * 4294967296.0), int64_t{0xFFFFFFFF}));
+}
+
+// --- the generic path: int64 tensors holding 32-bit values ------------------------------------------
+
+torch::Tensor fmix_(torch::Tensor x) {
+  x.bitwise_xor_(x.bitwise_right_shift(16));
+  x.mul_(int64_t{kMix1}).bitwise_and_(kLow32);
+  x.bitwise_xor_(x.bitwise_right_shift(15));
+  x.mul_(int64_t{kMix2}).bitwise_and_(kLow32);
+  x.bitwise_xor_(x.bitwise_right_shift(16));
+  return x;
+}
+
+torch::Tensor generic_mask(int64_t seed, double p, int64_t count, const torch::TensorOptions& options) {
+  const auto e = torch::arange(count, options.dtype(torch::kLong));  // [count]
+  auto h = e.bitwise_and(kLow32).mul_(int64_t{kIndexMultiplier}).bitwise_and_(kLow32);
+  h = fmix_(h.bitwise_xor_(seed & kLow32));
+  h = fmix_(h.bitwise_xor_(e.bitwise_right_shift(32)).bitwise_xor_((seed >> 32) & kLow32));
+  return h.ge(static_cast<int64_t>(drop_threshold(p))).to(options.dtype()).mul_(1.0 / (1.0 - p));
+}
+
+// --- the AVX-512 path -------------------------------------------------------------------------------
+
+#if QKV_DROPOUT_AVX512
+// GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_*(), which -Wextra reports
+// as uninitialised once inlined (GCC bug 105593): not a defect of this code.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+QKV_AVX512 inline __m512i fmix16(__m512i x) {
+  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
+  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(static_cast<int>(kMix1)));
+  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
+  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(static_cast<int>(kMix2)));
+  return _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
+}
+
+// out[i] = in[i]·scale where element first + i is kept, 0 where dropped, for i in [0, count).
+QKV_AVX512 void dropout_avx512(const float* in, float* out, int64_t first, int64_t count, uint64_t seed,
+                               uint32_t threshold, float scale) {
+  const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i seed_lo = _mm512_set1_epi32(static_cast<int>(seed & kLow32));
+  const __m512i seed_hi = _mm512_set1_epi32(static_cast<int>(seed >> 32));
+  // Unsigned h >= threshold, compared as signed after flipping the sign bits.
+  const __m512i flip = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+  const __m512i limit = _mm512_xor_si512(_mm512_set1_epi32(static_cast<int>(threshold)), flip);
+  const __m512 factor = _mm512_set1_ps(scale);
+  for (int64_t i = 0; i < count; i += 16) {
+    const int64_t e = first + i;
+    const __mmask16 k =
+        count - i >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (count - i)) - 1u);
+    // The low halves of e .. e + 15 (wrapping at 2^32 like the generic path's bitwise_and) and the
+    // high half of each, which changes inside a block only where the low half wraps.
+    const __m512i lo = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(e & kLow32)), lanes);
+    __m512i hi = _mm512_set1_epi32(static_cast<int>(e >> 32));
+    // A lane wrapped when its low half is below the block's first low half.
+    const __mmask16 wrapped = _mm512_cmplt_epu32_mask(lo, _mm512_set1_epi32(static_cast<int>(e & kLow32)));
+    hi = _mm512_mask_add_epi32(hi, wrapped, hi, _mm512_set1_epi32(1));
+    __m512i h = _mm512_mullo_epi32(lo, _mm512_set1_epi32(static_cast<int>(kIndexMultiplier)));
+    h = fmix16(_mm512_xor_si512(h, seed_lo));
+    h = fmix16(_mm512_xor_si512(_mm512_xor_si512(h, hi), seed_hi));
+    const __mmask16 keep = _mm512_cmpge_epi32_mask(_mm512_xor_si512(h, flip), limit);
+    const __m512 x = _mm512_maskz_loadu_ps(k, in + i);
+    _mm512_mask_storeu_ps(out + i, k, _mm512_maskz_mul_ps(keep, x, factor));
+  }
+}
+
+bool cpu_has_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+  return yes;
+}
+
+#pragma GCC diagnostic pop
+#endif
+
+// x ∘ mask(seed, p), x of any shape, the mask over x's elements in row-major order.
+torch::Tensor apply_mask(const torch::Tensor& x, int64_t seed, double p) {
+#if QKV_DROPOUT_AVX512
+  if (x.is_cpu() && x.scalar_type() == torch::kFloat && cpu_has_avx512()) {
+    const auto in = x.contiguous();
+    auto out = torch::empty_like(in);
+    const float* src = in.data_ptr<float>();
+    float* dst = out.data_ptr<float>();
+    const uint32_t threshold = drop_threshold(p);
+    const auto scale = static_cast<float>(1.0 / (1.0 - p));
+    // Every element hashes its own index, so any split over the threads gives the same mask.
+    constexpr int64_t kGrain = int64_t{1} << 14;
+    at::parallel_for(0, in.numel(), kGrain, [&](int64_t begin, int64_t end) {
+      dropout_avx512(src + begin, dst + begin, begin, end - begin, static_cast<uint64_t>(seed), threshold,
+                     scale);
+    });
+    return out;
+  }
+#endif
+  // The mask in float32 at least, so that 1/(1 - p) is not rounded to a low-precision dtype.
+  const auto mask_dtype = c10::promoteTypes(x.scalar_type(), torch::kFloat);
+  auto mask = detail::dropout_mask(seed, p, x.numel(), x.options().dtype(mask_dtype));
+  return (x * mask.view(x.sizes())).to(x.scalar_type());
+}
+
+struct DropoutFunction : torch::autograd::Function<DropoutFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, double p) {
+    const int64_t seed = detail::draw_dropout_seed();
+    ctx->saved_data["seed"] = seed;
+    ctx->saved_data["p"] = p;
+    return apply_mask(x, seed, p);
+  }
+
+  // y = x ∘ mask  →  dx = dy ∘ mask, the same mask rebuilt from the seed.
+  static tensor_list backward(AutogradContext* ctx, tensor_list grad_outputs) {
+    const int64_t seed = ctx->saved_data["seed"].toInt();
+    const double p = ctx->saved_data["p"].toDouble();
+    return {apply_mask(grad_outputs[0], seed, p), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+namespace detail {
+
+torch::Tensor dropout_mask(int64_t seed, double p, int64_t count, const torch::TensorOptions& options) {
+  return generic_mask(seed, p, count, options);
+}
+
+}  // namespace detail
+
+torch::Tensor counter_dropout(const torch::Tensor& x, double p, bool training) {
+  TORCH_CHECK(p >= 0.0 && p < 1.0, "dropout: the rate p = ", p, " must lie in [0, 1)");
+  if (!training || p == 0.0) return x;
+  return DropoutFunction::apply(x, p);
+}
+
+}  // namespace qkv
