@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "checkpoint/meta.h"
 #include "data/batching.h"
+#include "train/fused_adam.h"
 #include "train/loss_scaler.h"
 #include "train/train_step.h"
 
@@ -166,7 +167,7 @@ TEST(LossScaler, DrivesTrainStepThroughInjectedOverflows) {
   Transformer model(tiny_model(), 20, 20);
   torch::manual_seed(1);
   Transformer unscaled(tiny_model(), 20, 20);
-  torch::optim::Adam adam(model->parameters()), adam_unscaled(unscaled->parameters());
+  FusedAdam adam(model->parameters()), adam_unscaled(unscaled->parameters());
 
   LossScalerOptions o;
   o.init_scale = std::ldexp(1.0, 127);  // 2^127 ≈ 1.7·10^38
@@ -207,7 +208,7 @@ TEST(LossScaler, DrivesTrainStepThroughInjectedOverflows) {
 TEST(LossScaler, ANonFiniteLossIsNotAnOverflow) {
   const Batch batch = fixed_batch();
   Transformer model(tiny_model(), 20, 20);
-  torch::optim::Adam adam(model->parameters());
+  FusedAdam adam(model->parameters());
   {
     torch::NoGradGuard no_grad;
     model->named_parameters()["tgt_embed.weight"].fill_(std::numeric_limits<float>::quiet_NaN());

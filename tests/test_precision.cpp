@@ -11,6 +11,7 @@
 #include "ops/gemm.h"
 #include "ops/precision.h"
 #include "support.h"
+#include "train/fused_adam.h"
 #include "train/train_step.h"
 
 namespace qkv {
@@ -277,7 +278,7 @@ TEST(Bf16TrainStep, KeepsFp32MastersGradientsAndAdamState) {
   Transformer model(tiny_model(), 20, 20);
   torch::manual_seed(5);
   Transformer reference(tiny_model(), 20, 20);
-  torch::optim::Adam adam(model->parameters()), adam_ref(reference->parameters());
+  FusedAdam adam(model->parameters()), adam_ref(reference->parameters());
   const Batch batch = random_batch(8, 6);
   const auto before = model->parameters().front().detach().clone();
   StepOptions options{0.1, 0.0, 1e-3, Precision::Bf16};

@@ -21,6 +21,7 @@
 #include "runtime/signals.h"
 #include "support.h"
 #include "train/flops.h"
+#include "train/fused_adam.h"
 #include "train/loss.h"
 #include "train/run_setup.h"
 #include "train/train_step.h"
@@ -113,7 +114,7 @@ TEST(TrainStep, TwoHalfBatchesEqualOneFullBatch) {
   Transformer a(config.model, 20, 20);
   torch::manual_seed(1);
   Transformer b(config.model, 20, 20);
-  torch::optim::Adam adam_a(a->parameters()), adam_b(b->parameters());
+  FusedAdam adam_a(a->parameters()), adam_b(b->parameters());
   const StepOptions options{0.1, 0.0, 1e-3};
   const StepResult ra = train_step(a, adam_a, {full}, options);
   const StepResult rb = train_step(b, adam_b, {first, second}, options);
@@ -140,7 +141,7 @@ TEST(TrainStep, NonFiniteLossSkipsTheUpdate) {
   const auto examples = random_examples(4, 12);
   const Batch batch = make_batch(examples, {0, 1, 2, 3});
   Transformer model(config.model, 20, 20);
-  torch::optim::Adam adam(model->parameters());
+  FusedAdam adam(model->parameters());
   {
     torch::NoGradGuard no_grad;
     model->named_parameters()["tgt_embed.weight"][5][0] = std::numeric_limits<float>::quiet_NaN();
@@ -159,7 +160,7 @@ TEST(TrainStep, ClippingBoundsTheUpdateNorm) {
   const Batch batch = make_batch(examples, {0, 1, 2, 3});
   torch::manual_seed(2);
   Transformer model(config.model, 20, 20);
-  torch::optim::Adam adam(model->parameters());
+  FusedAdam adam(model->parameters());
   const StepResult r = train_step(model, adam, {batch}, {0.1, 1e-3, 1e-3});
   ASSERT_GT(r.grad_norm, 1e-3);  // the clip is active
   double norm_sq = 0;

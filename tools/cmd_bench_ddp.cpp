@@ -32,6 +32,7 @@
 #include "dist/reducer.h"
 #include "dist/world.h"
 #include "synthetic_batch.h"
+#include "train/fused_adam.h"
 #include "train/train_step.h"
 
 namespace qkv::cli {
@@ -102,7 +103,7 @@ nlohmann::json train_worker(const BenchDdpArgs& args) {
   const int64_t sentences = std::min<int64_t>(config.train.max_tokens, 2048) / (len + 1);
   torch::manual_seed(1);
   Transformer model(config.model, vocab, vocab);
-  torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(1e-4));
+  FusedAdam adam(model->parameters(), torch::optim::AdamOptions(1e-4));
   dist::GradientReducer reducer(*world, model->parameters());
   torch::manual_seed(2 + world->rank());
   const Batch batch = synthetic_batch(sentences, len, len, vocab);

@@ -5,6 +5,9 @@
 // matmul FLOPs, flops.h) is set against this machine's fp32 sgemm rate, measured in the same run.
 // The benchmark runs on the CPU, so train.precision "fp16" (CUDA only) is refused.
 //
+// qkv's side trains with FusedAdam, as `qkv train` does; a line gives its optimizer step alone next to
+// torch::optim::Adam's on the same gradients.
+//
 // Batches are synthetic: B sentences of exactly S source and T target tokens (no padding), the same
 // batch every step, so both sides do exactly the same arithmetic. Timing starts after warm-up steps.
 //
@@ -32,6 +35,7 @@
 #include "sgemm_rate.h"
 #include "synthetic_batch.h"
 #include "train/flops.h"
+#include "train/fused_adam.h"
 #include "train/train_step.h"
 
 namespace qkv::cli {
@@ -58,6 +62,8 @@ struct Throughput {
   double tokens_per_s = 0.0;
   double ms_per_step = 0.0;
   double gflops = 0.0;
+  double adam_ms = 0.0;        // FusedAdam's step alone (included in ms_per_step)
+  double torch_adam_ms = 0.0;  // torch::optim::Adam's step on the same gradients, for comparison
 };
 
 int64_t vocabulary_size(const BenchTrainArgs& args, const Config& config) {
@@ -67,13 +73,23 @@ int64_t vocabulary_size(const BenchTrainArgs& args, const Config& config) {
   return build_codecs(config.data, quiet).tgt->size();
 }
 
+// Milliseconds per optimizer step on the gradients the parameters hold, the mean of `steps` steps
+// after one untimed (which creates a fresh optimizer's state).
+double ms_per_optimizer_step(torch::optim::Optimizer& optimizer, int64_t steps) {
+  optimizer.step();
+  const auto start = Clock::now();
+  for (int64_t i = 0; i < steps; ++i) optimizer.step();
+  return 1e3 * std::chrono::duration<double>(Clock::now() - start).count() / static_cast<double>(steps);
+}
+
 Throughput bench_qkv(const Config& config, int64_t vocab, const Batch& batch, const BenchTrainArgs& args) {
   torch::manual_seed(1);
   Transformer model(config.model, vocab, vocab);
-  torch::optim::Adam adam(model->parameters(),
-                          torch::optim::AdamOptions(1e-4)
-                              .betas(std::make_tuple(config.train.adam_betas[0], config.train.adam_betas[1]))
-                              .eps(config.train.adam_eps));
+  const auto adam_options =
+      torch::optim::AdamOptions(1e-4)
+          .betas(std::make_tuple(config.train.adam_betas[0], config.train.adam_betas[1]))
+          .eps(config.train.adam_eps);
+  FusedAdam adam(model->parameters(), adam_options);
   const StepOptions options{config.train.label_smoothing, config.train.clip_norm, 1e-4,
                             config.train.precision};
   for (int64_t i = 0; i < args.warmup; ++i) train_step(model, adam, {batch}, options);
@@ -85,8 +101,15 @@ Throughput bench_qkv(const Config& config, int64_t vocab, const Batch& batch, co
   const double steps = static_cast<double>(args.steps);
   int64_t parameters = 0;
   for (const auto& p : model->parameters()) parameters += p.numel();
-  return {parameters, static_cast<double>(batch.tgt_tokens) * steps / seconds, 1000.0 * seconds / steps,
-          flops * steps / seconds / 1e9};
+  Throughput result{parameters, static_cast<double>(batch.tgt_tokens) * steps / seconds,
+                    1000.0 * seconds / steps, flops * steps / seconds / 1e9};
+  // The optimizer's share, after the timed steps (these updates move the parameters, which no longer
+  // matters): the step training uses next to libtorch's own.
+  const int64_t optimizer_steps = std::min<int64_t>(args.steps, 5);
+  result.adam_ms = ms_per_optimizer_step(adam, optimizer_steps);
+  torch::optim::Adam torch_adam(model->parameters(), adam_options);
+  result.torch_adam_ms = ms_per_optimizer_step(torch_adam, optimizer_steps);
+  return result;
 }
 
 nlohmann::json run_peer(const Config& config, int64_t vocab, const Batch& batch, const BenchTrainArgs& args) {
@@ -155,6 +178,8 @@ void print_report(const Config& config, int64_t vocab, const Batch& batch, const
   fmt::print("{:<22} {:>12} {:>10} {:>9} {:>7}\n", "", "tokens/s", "ms/step", "GFLOP/s", "%sgemm");
   fmt::print("{:<22} {:>12.0f} {:>10.1f} {:>9.1f} {:>6.1f}%\n", "qkv (libtorch C++)", ours.tokens_per_s,
              ours.ms_per_step, ours.gflops, 100 * ours.gflops / sgemm);
+  fmt::print("{:<22} {:>23.1f} ms per step (torch::optim::Adam: {:.1f} ms)\n", "  of which FusedAdam",
+             ours.adam_ms, ours.torch_adam_ms);
   if (!peer) return;
   const double peer_tps = peer->at("tokens_per_s").get<double>();
   const double peer_gflops = ours.gflops * peer_tps / ours.tokens_per_s;  // same FLOPs per token
@@ -182,19 +207,22 @@ void run_bench_train(const BenchTrainArgs& args) {
   std::optional<nlohmann::json> peer;
   if (!args.no_peer) peer = run_peer(config, vocab, batch, args);
   if (!args.json) return print_report(config, vocab, batch, sgemm, ours, peer, args);
-  nlohmann::json out = {
-      {"config", args.config},
-      {"precision", to_string(config.train.precision)},
-      {"vocab", vocab},
-      {"batch", batch.src.size(0)},
-      {"src_len", batch.src.size(1)},
-      {"tgt_len", batch.tgt_in.size(1)},
-      {"sgemm_gflops", sgemm.best()},
-      {"sgemm_blas_gflops", sgemm.blas},
-      {"sgemm_onednn_gflops", sgemm.onednn},
-      {"threads", at::get_num_threads()},
-      {"qkv",
-       {{"tokens_per_s", ours.tokens_per_s}, {"ms_per_step", ours.ms_per_step}, {"gflops", ours.gflops}}}};
+  nlohmann::json out = {{"config", args.config},
+                        {"precision", to_string(config.train.precision)},
+                        {"vocab", vocab},
+                        {"batch", batch.src.size(0)},
+                        {"src_len", batch.src.size(1)},
+                        {"tgt_len", batch.tgt_in.size(1)},
+                        {"sgemm_gflops", sgemm.best()},
+                        {"sgemm_blas_gflops", sgemm.blas},
+                        {"sgemm_onednn_gflops", sgemm.onednn},
+                        {"threads", at::get_num_threads()},
+                        {"qkv",
+                         {{"tokens_per_s", ours.tokens_per_s},
+                          {"ms_per_step", ours.ms_per_step},
+                          {"gflops", ours.gflops},
+                          {"adam_ms", ours.adam_ms},
+                          {"torch_adam_ms", ours.torch_adam_ms}}}};
   if (peer) {
     out["pytorch"] = *peer;
     out["ratio"] = ours.tokens_per_s / peer->at("tokens_per_s").get<double>();

@@ -13,6 +13,7 @@
 #include "eval/translate.h"
 #include "runtime/signals.h"
 #include "train/flops.h"
+#include "train/fused_adam.h"
 #include "train/schedule.h"
 #include "train/train_step.h"
 
@@ -120,7 +121,7 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
                        options_.config_source);
   model_ = Transformer(config_.model, codecs_.src->size(), codecs_.tgt->size());
   model_->to(device_);
-  optimizer_ = std::make_unique<torch::optim::Adam>(model_->parameters(), adam_options(config_.train));
+  optimizer_ = std::make_unique<FusedAdam>(model_->parameters(), adam_options(config_.train));
   batches_ = std::make_unique<BatchIterator>(std::move(train.examples), config_.train.max_tokens,
                                              static_cast<uint64_t>(config_.train.seed));
   if (checkpoint) restore(*checkpoint, *meta);

@@ -1,6 +1,6 @@
-// The training loop (Vaswani et al. 2017, §5): token-bucketed batches, Adam on the configured
-// learning-rate schedule, gradient accumulation and clipping (train_step.h), a progress line and
-// metrics.jsonl, validation (dev NLL, perplexity, BLEU) with best-checkpoint tracking and optional
+// The training loop (Vaswani et al. 2017, §5): token-bucketed batches, Adam (FusedAdam, fused_adam.h)
+// on the configured learning-rate schedule, gradient accumulation and clipping (train_step.h), a progress
+// line and metrics.jsonl, validation (dev NLL, perplexity, BLEU) with best-checkpoint tracking and optional
 // early stopping, periodic atomic checkpoints, exact resumption, a guard against non-finite steps,
 // and a clean stop on SIGINT/SIGTERM. At the end: total training FLOPs, wall time, dev and test
 // BLEU and a few sample translations next to their references.
@@ -25,8 +25,6 @@
 #include <optional>
 #include <string>
 
-#include <torch/optim/adam.h>
-
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/meta.h"
 #include "config/load.h"
@@ -37,6 +35,7 @@
 #include "dist/world.h"
 #include "eval/evaluate.h"
 #include "model/transformer.h"
+#include "train/fused_adam.h"
 #include "train/loss_scaler.h"
 #include "train/metrics.h"
 #include "train/run_setup.h"
@@ -111,7 +110,7 @@ class Trainer {
   CodecPair codecs_;
   Split dev_;
   Transformer model_{nullptr};
-  std::unique_ptr<torch::optim::Adam> optimizer_;
+  std::unique_ptr<FusedAdam> optimizer_;
   std::unique_ptr<BatchIterator> batches_;
   std::unique_ptr<dist::World> own_world_;  // a world of one, when none was given
   dist::World* world_;
