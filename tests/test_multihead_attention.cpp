@@ -150,8 +150,8 @@ QKV_DEVICE_TEST(MultiheadAttention, IncrementalEqualsFullCausal) {
     std::vector<torch::Tensor> steps;
     for (int64_t t = 0; t < 6; t += chunk)
       steps.push_back(mha->forward_self(x.narrow(1, t, chunk), {}, true, &cache));
-    EXPECT_EQ(cache.k.sizes(), (std::vector<int64_t>{2, 2, 6, 3}));
-    EXPECT_EQ(cache.v.sizes(), (std::vector<int64_t>{2, 2, 6, 5}));
+    EXPECT_EQ(cache.k().sizes(), (std::vector<int64_t>{2, 2, 6, 3}));
+    EXPECT_EQ(cache.v().sizes(), (std::vector<int64_t>{2, 2, 6, 5}));
     // 1e-12: the same float64 sums over a prefix.
     EXPECT_TRUE(expect_close(torch::cat(steps, 1), full, 1e-12, 0, "chunk " + std::to_string(chunk)));
   }
@@ -165,7 +165,7 @@ TEST(MultiheadAttention, CrossCacheIsFilledOnceAndReused) {
   KVCache cache;
   auto first = mha->forward_cross(x, memory, {}, &cache);
   ASSERT_TRUE(cache.defined());
-  EXPECT_EQ(cache.k.sizes(), (std::vector<int64_t>{2, 2, 5, 4}));
+  EXPECT_EQ(cache.k().sizes(), (std::vector<int64_t>{2, 2, 5, 4}));
   auto second = mha->forward_cross(x, /*memory=*/{}, {}, &cache);  // memory no longer needed
   // Exact (0): the same products on the same numbers, cached or not.
   EXPECT_TRUE(expect_close(first, expected, 0, 0, "first"));
