@@ -150,8 +150,8 @@ QKV_DEVICE_TEST(MultiheadAttention, IncrementalEqualsFullCausal) {
     std::vector<torch::Tensor> steps;
     for (int64_t t = 0; t < 6; t += chunk)
       steps.push_back(mha->forward_self(x.narrow(1, t, chunk), {}, true, &cache));
-    EXPECT_EQ(cache.k.sizes(), (std::vector<int64_t>{2, 2, 6, 3}));
-    EXPECT_EQ(cache.v.sizes(), (std::vector<int64_t>{2, 2, 6, 5}));
+    EXPECT_EQ(cache.k().sizes(), (std::vector<int64_t>{2, 2, 6, 3}));
+    EXPECT_EQ(cache.v().sizes(), (std::vector<int64_t>{2, 2, 6, 5}));
     // 1e-12: the same float64 sums over a prefix.
     EXPECT_TRUE(expect_close(torch::cat(steps, 1), full, 1e-12, 0, "chunk " + std::to_string(chunk)));
   }
@@ -165,7 +165,7 @@ TEST(MultiheadAttention, CrossCacheIsFilledOnceAndReused) {
   KVCache cache;
   auto first = mha->forward_cross(x, memory, {}, &cache);
   ASSERT_TRUE(cache.defined());
-  EXPECT_EQ(cache.k.sizes(), (std::vector<int64_t>{2, 2, 5, 4}));
+  EXPECT_EQ(cache.k().sizes(), (std::vector<int64_t>{2, 2, 5, 4}));
   auto second = mha->forward_cross(x, /*memory=*/{}, {}, &cache);  // memory no longer needed
   // Exact (0): the same products on the same numbers, cached or not.
   EXPECT_TRUE(expect_close(first, expected, 0, 0, "first"));
@@ -183,6 +183,46 @@ TEST(MultiheadAttention, CacheReorderFollowsTheIndex) {
   auto step = mha->forward_self(x.index_select(0, index).narrow(1, 3, 1), {}, true, &cache);  // [3, 1, C]
   auto expected = mha->forward_self(x.index_select(0, index), {}, true).narrow(1, 3, 1);
   EXPECT_TRUE(expect_close(step, expected, 1e-12, 0, "reordered step"));  // as above
+}
+
+// A self-attention cache appended to past its first capacity (16 steps) and reordered on the way
+// holds exactly the keys and values fed to it, in the reordered rows.
+TEST(MultiheadAttention, CacheGrowsAndReordersExactly) {
+  torch::manual_seed(7);
+  auto k = torch::randn({3, 2, 21, 4}, kF64), v = torch::randn({3, 2, 21, 5}, kF64);  // [B, H, T, D]
+  const auto index = torch::tensor({2, 2, 0}, torch::kInt64);
+  KVCache cache;
+  for (int64_t t = 0; t < 10; ++t) cache.append(k.narrow(2, t, 1), v.narrow(2, t, 1));
+  cache.reorder(index);
+  cache.append(k.index_select(0, index).narrow(2, 10, 9), v.index_select(0, index).narrow(2, 10, 9));
+  cache.reorder(torch::tensor({1, 2}, torch::kInt64));
+  const auto rows = torch::tensor({2, 0}, torch::kInt64);  // the original rows now held
+  for (int64_t t = 19; t < 21; ++t)
+    cache.append(k.index_select(0, rows).narrow(2, t, 1), v.index_select(0, rows).narrow(2, t, 1));
+  // Exact (0): copies only.
+  EXPECT_TRUE(expect_close(cache.k(), k.index_select(0, rows), 0, 0, "keys"));
+  EXPECT_TRUE(expect_close(cache.v(), v.index_select(0, rows), 0, 0, "values"));
+}
+
+// G = 3 query rows per memory row (beam search's hypotheses of one sentence) give what the memory
+// repeated for every row gives, with and without the cache.
+TEST(MultiheadAttention, CrossAttentionSharesTheMemoryOfAGroup) {
+  torch::manual_seed(8);
+  auto mha = make_mha(8, 2);
+  auto x = torch::randn({6, 2, 8}, kF64), memory = torch::randn({2, 5, 8}, kF64);  // G = 3, B = 2
+  auto mask = torch::zeros({2, 5}, torch::kBool);
+  mask[1].slice(0, 3).fill_(true);
+  const auto expected =
+      mha->forward_cross(x, memory.repeat_interleave(3, 0), mask.repeat_interleave(3, 0));  // [6, 2, C]
+  KVCache cache;
+  const auto first = mha->forward_cross(x, memory, mask, &cache);
+  EXPECT_EQ(cache.k().sizes(), (std::vector<int64_t>{2, 2, 5, 4}));  // one row per memory row
+  const auto second = mha->forward_cross(x, /*memory=*/{}, mask, &cache);
+  // 1e-12: float64; the projection of the memory runs over 2 rather than 6 rows (the products' row
+  // count may change the order of their sums), the attention itself is the same.
+  EXPECT_TRUE(expect_close(first, expected, 1e-12, 0, "first"));
+  EXPECT_TRUE(expect_close(second, expected, 1e-12, 0, "second"));
+  EXPECT_THROW(mha->forward_cross(x.narrow(0, 0, 5), memory, mask), c10::Error);  // 5 rows for 2
 }
 
 TEST(MultiheadAttention, RecordsPerHeadProbabilities) {

@@ -270,7 +270,7 @@ TEST(Bf16Model, IncrementalDecodingMatchesTheFullPass) {
     EXPECT_TRUE(expect_close(step, full.select(1, t), 4 * kBf16Rounding * max_abs(full), 0,
                              "step " + std::to_string(t)));
   }
-  EXPECT_EQ(state.self.front().k.scalar_type(), torch::kBFloat16);  // the caches hold bf16 K and V
+  EXPECT_EQ(state.self.front().k().scalar_type(), torch::kBFloat16);  // the caches hold bf16 K and V
 }
 
 TEST(Bf16TrainStep, KeepsFp32MastersGradientsAndAdamState) {

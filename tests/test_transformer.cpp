@@ -194,8 +194,8 @@ TEST(Transformer, DecodeStepEqualsFullDecode) {
       EXPECT_TRUE(expect_close(step, full.select(1, t), 1e-10, 0, "step " + std::to_string(t)));  // as above
     }
     EXPECT_EQ(state.steps, 6);
-    EXPECT_EQ(state.self[0].k.size(2), 6);
-    EXPECT_EQ(state.cross[0].k.size(2), 6);
+    EXPECT_EQ(state.self[0].k().size(2), 6);
+    EXPECT_EQ(state.cross[0].k().size(2), 6);
   }
 }
 

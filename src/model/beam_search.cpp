@@ -89,10 +89,10 @@ std::vector<std::vector<Hypothesis>> beam_search(Transformer& model, const torch
   const auto device = prepared.src.device();
 
   // Every sentence starts as K identical rows, of which only beam 0 is alive (the others score -inf).
+  // The K rows of a sentence share its encoder output (the Stepper's G = K).
   auto expand = torch::arange(batch, torch::TensorOptions().dtype(torch::kInt64).device(device))
                     .repeat_interleave(beam);  // [B·K]
-  decoding::Stepper stepper(model, model->encode(prepared.src).index_select(0, expand),
-                            prepared.src.index_select(0, expand), options.incremental);
+  decoding::Stepper stepper(model, model->encode(prepared.src), prepared.src, options.incremental);
   auto limits = prepared.limits.index_select(0, expand);                 // [N·K]
   auto history = torch::full({batch * beam, 1}, kBosId, torch::kInt64);  // [N·K, 1] on the CPU
   auto scores = torch::full({batch, beam}, -kInf, torch::kFloat64);      // [N, K]
@@ -103,17 +103,21 @@ std::vector<std::vector<Hypothesis>> beam_search(Transformer& model, const torch
 
   for (int64_t t = 0; !alive.empty(); ++t) {
     const auto n = static_cast<int64_t>(alive.size());
-    auto lp =
-        decoding::apply_length_rules(stepper.log_probs(history), t, limits, options.min_len);  // [N·K, V]
+    auto lp = stepper.log_probs(history);  // [N·K, V]
+    decoding::apply_length_rules_(lp, t, limits, options.min_len);
     const int64_t vocab = lp.size(1);
-    auto candidates = (scores.to(lp.options()).view({n * beam, 1}) + lp).view({n, beam * vocab});  // [N, K·V]
-    auto [top_scores, top_index] = candidates.topk(std::min(2 * beam, beam * vocab), 1);           // [N, 2K]
+    // In place: lp is this step's own tensor, and one [N·K, V] pass fewer is a few percent of a step.
+    auto candidates =
+        lp.add_(scores.to(lp.options()).view({n * beam, 1})).view({n, beam * vocab});     // [N, K·V]
+    auto [top_scores, top_index] = candidates.topk(std::min(2 * beam, beam * vocab), 1);  // [N, 2K]
     auto next = select_beams(top_scores.to(torch::kCPU, torch::kFloat64), top_index.cpu(), history, alive,
                              beam, vocab, options.alpha, finished);
     if (next.sentences.empty()) break;
     auto rows = torch::tensor(next.rows, torch::kInt64);  // [N'·K] on the CPU
     auto rows_device = rows.to(device);
-    stepper.select(rows_device);
+    // The source of each kept group in the current numbering: its first row's group.
+    auto sources = rows.view({-1, beam}).select(1, 0).div(beam, "floor");  // [N']
+    stepper.select(rows_device, sources.to(device));
     limits = limits.index_select(0, rows_device);
     history =
         torch::cat({history.index_select(0, rows), torch::tensor(next.tokens, torch::kInt64).unsqueeze(1)},

@@ -67,7 +67,8 @@ torch::Tensor Stepper::log_probs(const torch::Tensor& history) {
     memory_ = torch::Tensor();  // the cross-attention caches now hold its keys and values
   } else {
     // The whole prefix through the decoder stack; only the newest position is projected, as the
-    // cached path does, so that the two differ in the stack's work alone.
+    // cached path does, so that the two differ in the stack's work alone. The G rows of a source
+    // share its memory row here too (MultiheadAttention::forward_cross).
     auto y = model_->decoder->forward(model_->tgt_embed->forward(history.to(device)), memory_,
                                       src_.eq(kPadId));          // [N, t + 1, C]
     logits = model_->project(y.select(1, history.size(1) - 1));  // [N, V]
@@ -79,22 +80,30 @@ torch::Tensor Stepper::log_probs(const torch::Tensor& history) {
   return lp;
 }
 
-void Stepper::select(const torch::Tensor& rows) {
-  if (memory_.defined()) memory_ = memory_.index_select(0, rows);  // [N', S, C]
-  src_ = src_.index_select(0, rows);                               // [N', S]
+void Stepper::select(const torch::Tensor& rows, const torch::Tensor& sources) {
   state_.reorder(rows);
+  // The sources come in increasing order, so as many as before means all of them, unmoved: the
+  // cross-attention caches stay as they are.
+  if (sources.size(0) == src_.size(0)) return;
+  if (memory_.defined()) memory_ = memory_.index_select(0, sources);  // [B', S, C]
+  src_ = src_.index_select(0, sources);                               // [B', S]
+  state_.select_sources(sources);
 }
 
-torch::Tensor apply_length_rules(const torch::Tensor& lp, int64_t t, const torch::Tensor& limits,
-                                 int64_t min_len) {
-  auto is_eos = torch::zeros({1, lp.size(1)}, lp.options().dtype(torch::kBool));  // [1, V]
-  is_eos[0][kEosId] = true;
-  auto at_limit = limits.le(t).unsqueeze(1);  // [N, 1]
-  // At the limit only </s> remains (with its own log-probability, even before min_len); elsewhere
-  // </s> is ruled out while t < min_len.
-  auto ruled_out = at_limit.logical_and(is_eos.logical_not());  // [N, V]
-  if (t < min_len) ruled_out = ruled_out.logical_or(at_limit.logical_not().logical_and(is_eos));
-  return lp.masked_fill(ruled_out, -std::numeric_limits<double>::infinity());  // [N, V]
+void apply_length_rules_(torch::Tensor& lp, int64_t t, const torch::Tensor& limits, int64_t min_len) {
+  // Columns and the rows at their limit only: a mask over the whole [N, V] would cost passes over
+  // every log-probability at every step.
+  const double inf = std::numeric_limits<double>::infinity();
+  auto at_limit = limits.le(t);     // [N]
+  auto eos = lp.select(1, kEosId);  // [N], a view
+  // Before min_len </s> is ruled out, except at the limit, where it alone remains (with its own
+  // log-probability).
+  if (t < min_len) eos.masked_fill_(at_limit.logical_not(), -inf);
+  if (!at_limit.any().item<bool>()) return;
+  auto rows = at_limit.nonzero().squeeze(1);  // [R] rows at their limit
+  auto kept = eos.index_select(0, rows);      // [R]
+  lp.index_fill_(0, rows, -inf);
+  eos.index_copy_(0, rows, kept);
 }
 
 }  // namespace decoding
@@ -112,8 +121,9 @@ std::vector<std::vector<int64_t>> greedy_search(Transformer& model, const torch:
   std::vector<std::vector<int64_t>> outputs(batch);
 
   for (int64_t t = 0; !alive.empty(); ++t) {
-    auto lp = decoding::apply_length_rules(stepper.log_probs(history), t, limits, options.min_len);  // [N, V]
-    auto next = lp.argmax(1).cpu();                                                                  // [N]
+    auto lp = stepper.log_probs(history);  // [N, V]
+    decoding::apply_length_rules_(lp, t, limits, options.min_len);
+    auto next = lp.argmax(1).cpu();  // [N]
     const auto* next_data = next.data_ptr<int64_t>();
     std::vector<int64_t> keep;  // rows still decoding
     for (int64_t i = 0; i < static_cast<int64_t>(alive.size()); ++i) {
@@ -128,7 +138,7 @@ std::vector<std::vector<int64_t>> greedy_search(Transformer& model, const torch:
       for (auto i : keep) still.push_back(alive[i]);
       alive.swap(still);
       auto rows_device = rows.to(limits.device());
-      stepper.select(rows_device);
+      stepper.select(rows_device, rows_device);  // one row per source
       limits = limits.index_select(0, rows_device);
       history = history.index_select(0, rows);
       next = next.index_select(0, rows);

@@ -35,27 +35,30 @@ struct PreparedSource {
 PreparedSource prepare_source(const Transformer& model, const torch::Tensor& src,
                               const SearchOptions& options);
 
-// One step over N rows. `history` [N, t + 1] (CPU, int64) holds <s> and the tokens so far; returns the
-// next token's log-probabilities [N, V] with <pad> and <s> ruled out. Incrementally, only the newest
-// token is fed and the caches carry the rest; otherwise the whole prefix is recomputed.
+// One step over N = G·B rows decoding from B sources, G consecutive rows per source (the hypotheses of
+// a sentence in beam search; G = 1 in greedy search). `history` [N, t + 1] (CPU, int64) holds <s> and
+// the tokens so far; returns the next token's log-probabilities [N, V] with <pad> and <s> ruled out.
+// Incrementally, only the newest token is fed and the caches carry the rest; otherwise the whole
+// prefix is recomputed. Either way the G rows of a source share its encoder output (never copied
+// per row).
 class Stepper {
  public:
   Stepper(Transformer& model, torch::Tensor memory, torch::Tensor src, bool incremental);
   torch::Tensor log_probs(const torch::Tensor& history);
-  // Keeps the rows named by `rows` [N'] (a device tensor): beams reordered, finished sentences dropped.
-  void select(const torch::Tensor& rows);
+  // Keeps the rows named by `rows` [N'] and the sources named by `sources` [B'] (device tensors, both
+  // in increasing order of source, N' = G·B'): beams reordered, finished sentences dropped.
+  void select(const torch::Tensor& rows, const torch::Tensor& sources);
 
  private:
   Transformer& model_;
-  torch::Tensor memory_;  // [N, S, C]; dropped once the cross-attention caches hold its keys/values
-  torch::Tensor src_;     // [N, S], for the source padding mask
+  torch::Tensor memory_;  // [B, S, C]; dropped once the cross-attention caches hold its keys/values
+  torch::Tensor src_;     // [B, S], for the source padding mask
   bool incremental_;
   DecoderState state_;
 };
 
-// The length rules on lp [N, V] at step t: </s> is ruled out while t < min_len, and everything but </s>
-// is ruled out in rows whose limit [N] is reached (t >= limit).
-torch::Tensor apply_length_rules(const torch::Tensor& lp, int64_t t, const torch::Tensor& limits,
-                                 int64_t min_len);
+// The length rules, in place on lp [N, V] at step t: </s> is ruled out while t < min_len, and
+// everything but </s> is ruled out in rows whose limit [N] is reached (t >= limit).
+void apply_length_rules_(torch::Tensor& lp, int64_t t, const torch::Tensor& limits, int64_t min_len);
 
 }  // namespace qkv::decoding

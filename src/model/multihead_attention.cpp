@@ -4,11 +4,15 @@
 //
 // Incremental decoding: self-attention appends the newest step's keys/values to a KVCache and attends
 // over the whole cached prefix, so one step costs O(T); cross-attention projects the encoder output
-// once and reuses it at every step.
+// once and reuses it at every step. When G query rows share one memory row (the hypotheses of a
+// sentence in beam search), the memory's keys and values are projected and stored once per sentence
+// and read by all G rows: nothing is copied per hypothesis, and a beam reorder leaves them alone.
 //
 // Dimensions: B = batch, T = query length, S = key length (memory or cached prefix), C = d_model,
-// H = heads, Dk = per-head query/key width, Dv = per-head value width.
+// H = heads, Dk = per-head query/key width, Dv = per-head value width, G = query rows per memory row.
 #include "model/multihead_attention.h"
+
+#include <vector>
 
 #include <fmt/format.h>
 #include <torch/nn/init.h>
@@ -36,12 +40,6 @@ torch::Tensor rows(const torch::Tensor& t, int64_t begin, int64_t count) {
 }
 
 }  // namespace
-
-void KVCache::reorder(const torch::Tensor& index) {
-  if (!defined()) return;
-  k = k.index_select(0, index);  // [B', H, T, Dk]
-  v = v.index_select(0, index);  // [B', H, T, Dv]
-}
 
 MultiheadAttentionImpl::MultiheadAttentionImpl(const MultiheadAttentionOptions& options) : options_(options) {
   auto& o = options_;
@@ -93,11 +91,9 @@ torch::Tensor MultiheadAttentionImpl::forward_self(const torch::Tensor& x,
   auto k = split_heads(qkv.narrow(2, qk, qk), heads);      // [B, H, T, Dk]
   auto v = split_heads(qkv.narrow(2, 2 * qk, vv), heads);  // [B, H, T, Dv]
   if (cache != nullptr) {
-    const bool first = !cache->defined();
-    cache->k = first ? k.contiguous() : torch::cat({cache->k, k}, 2);  // [B, H, S, Dk]
-    cache->v = first ? v.contiguous() : torch::cat({cache->v, v}, 2);  // [B, H, S, Dv]
-    k = cache->k;
-    v = cache->v;
+    cache->append(k, v);
+    k = cache->k();  // [B, H, S, Dk], S = every step so far
+    v = cache->v();  // [B, H, S, Dv]
   }
   // 2) attend and 3) concatenate + project.
   return attend(q, k, v, key_padding_mask, causal);
@@ -119,8 +115,8 @@ torch::Tensor MultiheadAttentionImpl::forward_cross(const torch::Tensor& x, cons
   q = product_input(q);         // as in forward_self
   torch::Tensor k, v;
   if (cache != nullptr && cache->defined()) {
-    k = cache->k;  // [B, H, S, Dk]
-    v = cache->v;  // [B, H, S, Dv]
+    k = cache->k();  // [B, H, S, Dk]
+    v = cache->v();  // [B, H, S, Dv]
   } else {
     // ... and the memory with the W_K and W_V rows together (once per sentence when decoding).
     TORCH_CHECK(memory.dim() == 3 && memory.size(2) == options_.d_model,
@@ -132,29 +128,47 @@ torch::Tensor MultiheadAttentionImpl::forward_cross(const torch::Tensor& x, cons
     k = split_heads(kv.narrow(2, 0, qk), heads);   // [B, H, S, Dk]
     v = split_heads(kv.narrow(2, qk, vv), heads);  // [B, H, S, Dv]
     if (cache != nullptr) {
-      cache->k = k;
-      cache->v = v;
+      cache->assign(k, v);
+      k = cache->k();
+      v = cache->v();
     }
   }
-  return attend(q, k, v, memory_padding_mask, /*causal=*/false);
+  const int64_t rows = k.size(0);  // B, memory rows
+  TORCH_CHECK(
+      rows > 0 && x.size(0) % rows == 0,
+      fmt::format("cross-attention expects x [B·G, T, C] for memory [B, S, C], got {} rows for B = {}",
+                  x.size(0), rows));
+  const int64_t groups = x.size(0) / rows;  // G query rows per memory row
+  return attend(q, k, v, memory_padding_mask, /*causal=*/false, groups);
 }
 
 torch::Tensor MultiheadAttentionImpl::attend(const torch::Tensor& q, const torch::Tensor& k,
                                              const torch::Tensor& v, const torch::Tensor& key_padding_mask,
-                                             bool causal) {
+                                             bool causal, int64_t groups) {
   AttentionOptions a;
   a.key_padding_mask = key_padding_mask;
   a.causal = causal && q.size(2) > 1;  // a single query aligned to the end sees every key anyway
   a.dropout_p = is_training() ? options_.dropout : 0.0;
   a.impl = options_.impl;
-  auto o = attention(q, k, v, a);  // [B, H, T, Dv]
+  // With G query rows per key row, the rows g, G + g, 2G + g, ... attend together, once for each g:
+  // every row then meets the same products (of the same shapes) as without the sharing, so sharing
+  // the keys and values changes no number (a block of G·T rows per key row would, by rounding).
+  const auto per_group = q.view({k.size(0), groups, q.size(1), q.size(2), q.size(3)});  // [B, G, H, T, Dk]
+  std::vector<torch::Tensor> outs, probs;
+  for (int64_t g = 0; g < groups; ++g) {
+    const auto qg = per_group.select(1, g);  // [B, H, T, Dk]
+    outs.push_back(attention(qg, k, v, a));  // [B, H, T, Dv]
+    if (record_attention_) {
+      torch::NoGradGuard no_grad;
+      probs.push_back(attention_probabilities(qg.detach(), k.detach(), key_padding_mask, a.causal));
+    }
+  }
+  auto o = groups > 1 ? torch::stack(outs, 1).flatten(0, 1) : outs[0];  // [B·G, H, T, Dv]
   if (record_attention_) {
-    torch::NoGradGuard no_grad;
-    last_attention_ =
-        attention_probabilities(q.detach(), k.detach(), key_padding_mask, a.causal);  // [B, H, T, S]
+    last_attention_ = groups > 1 ? torch::stack(probs, 1).flatten(0, 1) : probs[0];  // [B·G, H, T, S]
     last_attention_ = product_result(last_attention_);  // pictures get float32 under any precision
   }
-  return qkv::gemm_linear(merge_heads(o), out_proj->weight, out_proj->bias);  // [B, T, C]
+  return qkv::gemm_linear(merge_heads(o), out_proj->weight, out_proj->bias);  // [B·G, T, C]
 }
 
 }  // namespace qkv

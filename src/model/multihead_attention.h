@@ -20,6 +20,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "base/config.h"
+#include "model/kv_cache.h"
 
 namespace qkv {
 
@@ -33,16 +34,6 @@ struct MultiheadAttentionOptions {
   AttentionKind impl = AttentionKind::Standard;  // see ops/attention.h
 };
 
-// Keys and values of past decoding steps, per layer and attention kind. Tensors are [B, H, T, D].
-// Self-attention caches grow by one step per call; cross-attention caches are filled once.
-struct KVCache {
-  torch::Tensor k;  // [B, H, T, Dk]
-  torch::Tensor v;  // [B, H, T, Dv]
-  bool defined() const { return k.defined(); }
-  // Keeps the rows named by `index` [B'] (beam search reorders and prunes hypotheses).
-  void reorder(const torch::Tensor& index);
-};
-
 class MultiheadAttentionImpl : public torch::nn::Module {
  public:
   explicit MultiheadAttentionImpl(const MultiheadAttentionOptions& options);
@@ -52,8 +43,11 @@ class MultiheadAttentionImpl : public torch::nn::Module {
   torch::Tensor forward_self(const torch::Tensor& x, const torch::Tensor& key_padding_mask = {},
                              bool causal = false, KVCache* cache = nullptr);
 
-  // x [B, T, C] attends to memory [B, S, C]; memory_padding_mask [B, S]. With a filled cache,
-  // memory is not projected again (it may be undefined).
+  // x [B·G, T, C] attends to memory [B, S, C]; memory_padding_mask [B, S]. The G consecutive rows
+  // b·G .. b·G + G - 1 of x share memory row b (G = 1 usually; in beam search the G = K hypotheses
+  // of a sentence share its encoder output, whose keys and values are then computed and stored once
+  // per sentence, not per hypothesis). With a filled cache, memory is not projected again (it may be
+  // undefined).
   torch::Tensor forward_cross(const torch::Tensor& x, const torch::Tensor& memory,
                               const torch::Tensor& memory_padding_mask = {}, KVCache* cache = nullptr);
 
@@ -70,10 +64,10 @@ class MultiheadAttentionImpl : public torch::nn::Module {
   torch::nn::Linear out_proj{nullptr};
 
  private:
-  // Steps 2 and 3: per-head attention, then concatenation and W_O. q [B, H, T, Dk], k [B, H, S, Dk],
-  // v [B, H, S, Dv] -> [B, T, C].
+  // Steps 2 and 3: per-head attention, then concatenation and W_O. q [B·G, H, T, Dk] (G query rows
+  // per key row, see forward_cross; G = 1 otherwise), k [B, H, S, Dk], v [B, H, S, Dv] -> [B·G, T, C].
   torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                       const torch::Tensor& key_padding_mask, bool causal);
+                       const torch::Tensor& key_padding_mask, bool causal, int64_t groups = 1);
 
   MultiheadAttentionOptions options_;
   bool record_attention_ = false;

@@ -42,9 +42,12 @@ void check_model_arguments(const ModelConfig& c, int64_t src_vocab, int64_t tgt_
                           src_vocab, tgt_vocab));
 }
 
-void DecoderState::reorder(const torch::Tensor& index) {
-  for (auto& cache : self) cache.reorder(index);
-  for (auto& cache : cross) cache.reorder(index);
+void DecoderState::reorder(const torch::Tensor& rows) {
+  for (auto& cache : self) cache.reorder(rows);
+}
+
+void DecoderState::select_sources(const torch::Tensor& sources) {
+  for (auto& cache : cross) cache.reorder(sources);
 }
 
 TransformerImpl::TransformerImpl(const ModelConfig& config, int64_t src_vocab, int64_t tgt_vocab)

@@ -28,13 +28,17 @@
 
 namespace qkv {
 
-// Per-layer caches for incremental decoding: self-attention grows one step per call; cross-attention
-// keys/values are computed from the encoder output once.
+// Per-layer caches for incremental decoding: self-attention grows one step per call, a row per decoded
+// row; cross-attention keys/values are computed from the encoder output once, a row per source
+// sentence (the hypotheses of a sentence share them in beam search).
 struct DecoderState {
-  std::vector<KVCache> self;                 // one per decoder layer
-  std::vector<KVCache> cross;                // one per decoder layer
-  int64_t steps = 0;                         // target positions already decoded
-  void reorder(const torch::Tensor& index);  // index [B'] selects rows (beam search)
+  std::vector<KVCache> self;   // one per decoder layer, [N, ...]
+  std::vector<KVCache> cross;  // one per decoder layer, [B, ...]
+  int64_t steps = 0;           // target positions already decoded
+  // Keeps the decoded rows `rows` [N'] in the self-attention caches (beam search reorders and prunes).
+  void reorder(const torch::Tensor& rows);
+  // Keeps the source sentences `sources` [B'] in the cross-attention caches.
+  void select_sources(const torch::Tensor& sources);
 };
 
 class TransformerImpl : public torch::nn::Module {
@@ -45,12 +49,14 @@ class TransformerImpl : public torch::nn::Module {
   // src [B, S] token ids (kPadId = padding) -> memory [B, S, C].
   torch::Tensor encode(const torch::Tensor& src);
   // tgt_in [B, T] (starts with kBosId), memory [B, S, C], src [B, S] (for its padding) -> logits [B, T, V].
+  // tgt_in may also hold G rows per source, [B·G, T], as decode_step's tokens do.
   torch::Tensor decode(const torch::Tensor& tgt_in, const torch::Tensor& memory, const torch::Tensor& src);
   // Teacher-forced training pass: logits [B, T, V].
   torch::Tensor forward(const torch::Tensor& src, const torch::Tensor& tgt_in);
 
-  // One incremental decoding step: tokens [B] (the newest target token of each row) -> logits [B, V],
-  // appending to `state`. memory and src as for decode().
+  // One incremental decoding step: tokens [N] (the newest target token of each row) -> logits [N, V],
+  // appending to `state`. memory [B, S, C] and src [B, S] as for decode(), with N = G·B: the G
+  // consecutive rows b·G .. b·G + G - 1 decode from source b (G = 1 but for beam search's hypotheses).
   torch::Tensor decode_step(const torch::Tensor& tokens, const torch::Tensor& memory,
                             const torch::Tensor& src, DecoderState& state);
   DecoderState start_state() const;

@@ -21,6 +21,15 @@ std::string shape(const torch::Tensor& t) {
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
+// [B, H, T, D] -> [N, T, D]. The products take any matrix whose rows are contiguous (batched_gemm), so
+// a view with spaced rows is used as it is: a decoding cache's time-major keys (model/kv_cache.h)
+// would otherwise be copied at every step. Anything else is made contiguous.
+torch::Tensor flatten_heads(const torch::Tensor& x, int64_t n) {
+  auto flat = x.reshape({n, x.size(2), x.size(3)});  // a view whenever B and H merge
+  const bool rows_contiguous = flat.size(2) <= 1 || flat.stride(2) == 1;
+  return rows_contiguous && flat.stride(1) >= flat.size(2) ? flat : flat.contiguous();
+}
+
 }  // namespace
 
 void check_inputs(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
@@ -130,9 +139,9 @@ Problem make_problem(const torch::Tensor& q, const torch::Tensor& k, const torch
   pr.batch = q.size(0);
   pr.heads = q.size(1);
   const int64_t n = pr.batch * pr.heads;
-  pr.q = q.reshape({n, q.size(2), q.size(3)}).contiguous();  // [N, Tq, Dk]
-  pr.k = k.reshape({n, k.size(2), k.size(3)}).contiguous();  // [N, Tk, Dk]
-  pr.v = v.reshape({n, v.size(2), v.size(3)}).contiguous();  // [N, Tk, Dv]
+  pr.q = flatten_heads(q, n);  // [N, Tq, Dk]
+  pr.k = flatten_heads(k, n);  // [N, Tk, Dk]
+  pr.v = flatten_heads(v, n);  // [N, Tk, Dv]
   if (key_padding_mask.defined()) {
     pr.pad_bias = torch::zeros({pr.batch, 1, 1, k.size(2)}, pr.acc())
                       .masked_fill_(key_padding_mask.view({pr.batch, 1, 1, -1}), kNegInf)
