@@ -67,18 +67,17 @@ TilePlan plan_tiles(const Problem& pr, AttentionKind kind) {
   return plan;
 }
 
-std::vector<std::vector<TileRun>> balance_tiles(const Problem& pr, const TilePlan& plan, TileOrder order,
-                                                int threads) {
+std::vector<TileRun> tile_runs(const Problem& pr, const TilePlan& plan, TileOrder order) {
   struct Piece {
     TileRun run;
-    int64_t work;  // the scores it computes, + 1 so that an empty piece still counts
+    int64_t work;  // the scores it computes
   };
   std::vector<Piece> pieces;
   for (int64_t n0 = 0; n0 < pr.n(); n0 += plan.heads) {
     const int64_t n1 = std::min(n0 + plan.heads, pr.n());
     for (int64_t i0 = 0; i0 < pr.tq(); i0 += plan.rows) {
       const int64_t i1 = std::min(i0 + plan.rows, pr.tq());
-      int64_t work = 1;
+      int64_t work = 0;
       for (const auto& t : visible_blocks(pr, plan, n0, n1, i0, i1))
         work += (n1 - n0) * (t.i1 - t.i0) * (t.j1 - t.j0);
       if (order == TileOrder::RowsInOrder && i0 > 0) {  // one run per head group
@@ -89,21 +88,12 @@ std::vector<std::vector<TileRun>> balance_tiles(const Problem& pr, const TilePla
       }
     }
   }
-  threads = std::max(1, std::min<int>(threads, static_cast<int>(pieces.size())));
-  std::vector<std::vector<TileRun>> lists(static_cast<size_t>(threads));
-  if (threads == 1) {
-    for (const auto& p : pieces) lists[0].push_back(p.run);
-    return lists;
-  }
   std::stable_sort(pieces.begin(), pieces.end(),
                    [](const Piece& a, const Piece& b) { return a.work > b.work; });
-  std::vector<int64_t> load(static_cast<size_t>(threads), 0);
-  for (const auto& p : pieces) {
-    const auto t = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
-    lists[t].push_back(p.run);
-    load[t] += p.work;
-  }
-  return lists;
+  std::vector<TileRun> runs;
+  runs.reserve(pieces.size());
+  for (const auto& p : pieces) runs.push_back(p.run);
+  return runs;
 }
 
 std::vector<Tile> visible_blocks(const Problem& pr, const TilePlan& plan, int64_t n0, int64_t n1, int64_t i0,

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -49,10 +50,9 @@ struct TileRun {
   int64_t n0, n1, i_begin, i_end;
 };
 
-// The plan's runs dealt to `threads` lists of about equal work (the scores each block computes, which
-// the causal mask and the padding make uneven): largest first, each to the least loaded list.
-std::vector<std::vector<TileRun>> balance_tiles(const Problem& pr, const TilePlan& plan, TileOrder order,
-                                                int threads);
+// The plan's runs, largest first (by the scores each computes, which the causal mask and the padding
+// make uneven): the order in which the threads take them, each its next run when it finishes one.
+std::vector<TileRun> tile_runs(const Problem& pr, const TilePlan& plan, TileOrder order);
 
 // Calls f(n0, n1, i0, i1) for every tile of heads [n0, n1) × query rows [i0, i1).
 //
@@ -67,17 +67,20 @@ void for_each_tile(const Problem& pr, const TilePlan& plan, TileOrder order, F&&
       f(r.n0, r.n1, i0, std::min(i0 + plan.rows, pr.tq()));
     }
   };
+  const auto runs = tile_runs(pr, plan, order);
+  const int64_t count = static_cast<int64_t>(runs.size());
   const int threads = pr.q.is_cpu() && !at::in_parallel_region() ? at::get_num_threads() : 1;
-  const auto lists = balance_tiles(pr, plan, order, threads);
-  if (lists.size() <= 1) {
-    for (const auto& list : lists) {
-      for (const auto& r : list) run(r);
-    }
+  if (threads <= 1 || count <= 1) {
+    for (const auto& r : runs) run(r);
     return;
   }
-  at::parallel_for(0, static_cast<int64_t>(lists.size()), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {
-      for (const auto& r : lists[static_cast<size_t>(t)]) run(r);
+  // Largest first, each thread taking the next run when it finishes one: the work estimate counts
+  // scores, and a narrow stair costs more per score than a wide block, so the threads even out by
+  // taking, not by a plan made in advance.
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, std::min<int64_t>(threads, count), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t worker = begin; worker < end; ++worker) {
+      for (int64_t r = next++; r < count; r = next++) run(runs[static_cast<size_t>(r)]);
     }
   });
 }
