@@ -107,6 +107,12 @@ std::tuple<torch::Tensor, torch::Tensor> memory_efficient_forward(const Problem&
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> memory_efficient_backward(
     const Problem& pr, const torch::Tensor& out, const torch::Tensor& lse, const torch::Tensor& grad_out);
 
+// One query row per head (Tq = 1: a decoding step), float32 on the CPU, no dropout: a loop per head
+// instead of the tiles' matrix products (attention_single_query.cpp). The forward-only kernel takes it
+// for both tiled implementations; out [N, 1, Dv].
+bool single_query_applies(const Problem& pr);
+torch::Tensor single_query_forward(const Problem& pr);
+
 // Composite libtorch ops on the unflattened tensors, differentiated by autograd:
 // q [B, H, Tq, Dk] -> [B, H, Tq, Dv]. bfloat16 and float16 inputs are upcast to float32 (autograd
 // casts the gradients back): the exact products of the low-precision values, summed in float32.

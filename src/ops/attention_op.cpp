@@ -4,7 +4,8 @@
 //             float dropout_p, str impl) -> Tensor
 // Kernels:
 //   CPU, CUDA  forward only, nothing saved: inference, or no input needs a gradient. The code is
-//              device-generic (tensor ops only), so one kernel serves both backends.
+//              device-generic (tensor ops only), so one kernel serves both backends; a single query
+//              row per head in float32 on the CPU (a decoding step) takes a loop of its own.
 //   Autograd   "standard" and "memory_efficient" run AttentionFunction, whose backward is the
 //              hand-written one; "reference" runs its composite ops under autograd.
 //
@@ -51,6 +52,7 @@ torch::Tensor attention_kernel(const torch::Tensor& q, const torch::Tensor& k, c
     return reference_attention(q, k, v, padding, causal, s, dropout_p, seed);
   }
   const auto pr = make_problem(q, k, v, padding, causal, s, dropout_p, seed);
+  if (single_query_applies(pr)) return unflatten(single_query_forward(pr), pr);
   auto out = kind == AttentionKind::Standard ? std::get<0>(standard_forward(pr, /*save_probs=*/false))
                                              : std::get<0>(memory_efficient_forward(pr));
   return unflatten(out, pr);  // [B, H, Tq, Dv]
