@@ -81,6 +81,35 @@ TEST(Linear, OneRowLeavesTheBiasAlone) {
   expect_close(first, torch::linear(x, w, bias_before), "output");
 }
 
+// Inside a FixedWeightsScope the few-row products multiply by transposed copies of the weights: the
+// same values as torch::linear, for the whole weight and for rows narrowed from it (cross-attention's
+// W_Q), with and without bias; a weight changed in place inside the scope is seen at once; the
+// many-row products and a product whose weight autograd records take the plain path and agree too.
+TEST(Linear, FixedWeightsScopeGivesTheSameProducts) {
+  if (!onednn_sgemm_available()) GTEST_SKIP() << kNoOneDnn;
+  torch::manual_seed(6);
+  auto w = torch::randn({24, 40});
+  auto b = torch::randn({24});
+  auto few = torch::randn({2, 3, 40});  // 6 rows
+  auto many = torch::randn({FixedWeightsScope::kFewRows + 1, 40});
+  {
+    torch::NoGradGuard no_grad;
+    const FixedWeightsScope scope;
+    expect_close(gemm_linear(few, w, b), torch::linear(few, w, b), "few rows");
+    expect_close(gemm_linear(few, w.narrow(0, 8, 16)), torch::linear(few, w.narrow(0, 8, 16)), "narrowed rows");
+    expect_close(gemm_linear(many, w, b), torch::linear(many, w, b), "many rows");
+    const FixedWeightsScope nested;  // shares the outer copies
+    w.mul_(2.0);                     // an in-place update moves the version counter
+    expect_close(gemm_linear(few, w, b), torch::linear(few, w, b), "after an in-place update");
+  }
+  const FixedWeightsScope scope;
+  auto w_trained = w.clone().requires_grad_(true);
+  auto y = gemm_linear(few, w_trained, b);
+  expect_close(y, torch::linear(few, w, b), "recorded weight");
+  y.sum().backward();
+  expect_close(w_trained.grad(), torch::ones({2 * 3, 24}).t().mm(few.reshape({6, 40})), "its gradient");
+}
+
 TEST(Linear, DoubleFallsBackToTorchLinear) {
   auto x = torch::randn({6, 5}, torch::kDouble);
   auto w = torch::randn({4, 5}, torch::kDouble);

@@ -29,6 +29,7 @@
 #include "base/special_tokens.h"
 #include "cli.h"
 #include "model/decoding.h"
+#include "ops/gemm.h"
 #include "peer_script.h"
 #include "runtime/threads.h"
 
@@ -104,6 +105,9 @@ Outputs decode(Transformer& model, const torch::Tensor& src, const SearchOptions
 Timing time_search(Transformer& model, const torch::Tensor& src, int64_t beam, bool incremental,
                    const DecodeBenchOptions& o) {
   const auto search = search_options(beam, incremental, o);
+  // As in translate_ids: the transposed weight copies of the few-row products (ops/gemm.h) are made
+  // once for all the batches, here in the warm-up run.
+  const FixedWeightsScope fixed_weights;
   Timing timing{incremental, 0.0, decode(model, src, search)};  // the warm-up run
   std::vector<double> seconds;
   for (int64_t r = 0; r < o.repetitions; ++r) {

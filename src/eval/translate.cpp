@@ -12,6 +12,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/meta.h"
 #include "data/dataset.h"
+#include "ops/gemm.h"
 
 namespace qkv {
 
@@ -50,6 +51,7 @@ std::vector<std::vector<int64_t>> translate_ids(Transformer& model,
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return sources[a].size() > sources[b].size(); });
   std::vector<std::vector<int64_t>> outputs(sources.size());
+  const FixedWeightsScope fixed_weights;  // one set of transposed weight copies for every batch (ops/gemm.h)
   const auto step = static_cast<size_t>(std::max<int64_t>(batch_size, 1));
   for (size_t start = 0; start < order.size(); start += step) {
     const std::vector<size_t> rows(

@@ -6,6 +6,8 @@
 
 #include <dlfcn.h>
 
+#include <vector>
+
 #include <torch/autograd.h>
 #include <torch/torch.h>
 
@@ -13,7 +15,40 @@
 #include "ops/precision.h"
 
 namespace qkv {
+
+// A transposed weight: the weight it was made from (kept alive, so that its storage cannot be reused
+// by another tensor), the weight's version when copied, and the copy [I, O].
+struct TransposedWeight {
+  torch::Tensor source;
+  int64_t version;
+  torch::Tensor transposed;
+};
+
+struct FixedWeightsScope::State {
+  std::vector<TransposedWeight> weights;  // a few dozen: a linear search is cheaper than a hash
+};
+
 namespace {
+
+thread_local FixedWeightsScope::State* innermost_fixed = nullptr;  // the outermost scope's
+
+// W' = Wᵀ stored [I, O] for a product x W' with `rows` rows, or undefined where the plain product
+// serves as well: outside a FixedWeightsScope, with many rows, or when autograd records the weight.
+// `w` is a contiguous [O, I] operand (a parameter, a bf16 copy of one, or rows of either).
+torch::Tensor transposed_weight(const torch::Tensor& w, int64_t rows) {
+  if (innermost_fixed == nullptr || rows > FixedWeightsScope::kFewRows) return {};
+  if (torch::GradMode::is_enabled() && w.requires_grad()) return {};
+  const int64_t version = w._version();
+  for (auto& entry : innermost_fixed->weights) {
+    // The same view of the same storage (cross-attention narrows W_Q and W_K/W_V from one parameter).
+    const auto& e = entry.source;
+    if (e.data_ptr() != w.data_ptr() || e.sizes() != w.sizes() || e.scalar_type() != w.scalar_type()) continue;
+    if (entry.version != version) entry = {w, version, w.t().contiguous()};  // updated in place
+    return entry.transposed;
+  }
+  innermost_fixed->weights.push_back({w, version, w.t().contiguous()});
+  return innermost_fixed->weights.back().transposed;
+}
 
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
@@ -113,14 +148,20 @@ struct LinearFunction : torch::autograd::Function<LinearFunction> {
     auto w = product_weight(weight).contiguous();               // [O, I]
     torch::Tensor y;                                            // [N, O], float32
     const bool has_bias = bias.numel() > 0;
+    float beta = 0.0f;
     if (has_bias) {
       // A copy, never a view: with one row the expanded bias is already contiguous, and contiguous()
       // would hand back the bias itself for the product to accumulate into.
       y = bias.expand({x2.size(0), out}).clone(at::MemoryFormat::Contiguous);
-      sgemm(false, true, x2, w, y, 1.0f, 1.0f);
+      beta = 1.0f;
     } else {
       y = torch::empty({x2.size(0), out}, weight.options());
-      sgemm(false, true, x2, w, y);
+    }
+    const auto w_t = transposed_weight(w, x2.size(0));  // [I, O] or undefined (FixedWeightsScope)
+    if (w_t.defined()) {
+      sgemm(false, false, x2, w_t, y, 1.0f, beta);
+    } else {
+      sgemm(false, true, x2, w, y, 1.0f, beta);
     }
     ctx->save_for_backward({x2, w});
     ctx->saved_data["has_bias"] = has_bias;
@@ -155,6 +196,16 @@ struct LinearFunction : torch::autograd::Function<LinearFunction> {
 };
 
 }  // namespace
+
+FixedWeightsScope::FixedWeightsScope() {
+  if (innermost_fixed != nullptr) return;  // inside another scope, whose copies serve this one too
+  state_ = std::make_unique<State>();
+  innermost_fixed = state_.get();
+}
+
+FixedWeightsScope::~FixedWeightsScope() {
+  if (state_) innermost_fixed = nullptr;
+}
 
 bool onednn_sgemm_available() {
   return dnnl_sgemm() != nullptr;
