@@ -58,7 +58,27 @@ Stepper::Stepper(Transformer& model, torch::Tensor memory, torch::Tensor src, bo
       incremental_(incremental),
       state_(model->start_state()) {}
 
+namespace {
+
+// <pad> and <s> never come next.
+torch::Tensor rule_out_specials(torch::Tensor x) {
+  const double inf = std::numeric_limits<double>::infinity();
+  x.select(1, kPadId).fill_(-inf);
+  x.select(1, kBosId).fill_(-inf);
+  return x;
+}
+
+}  // namespace
+
 torch::Tensor Stepper::log_probs(const torch::Tensor& history) {
+  return rule_out_specials(torch::log_softmax(logits(history), -1));  // [N, V]
+}
+
+torch::Tensor Stepper::scores(const torch::Tensor& history) {
+  return rule_out_specials(logits(history));  // [N, V]
+}
+
+torch::Tensor Stepper::logits(const torch::Tensor& history) {
   const auto device = src_.device();
   torch::Tensor logits;  // [N, V]
   if (incremental_) {
@@ -73,11 +93,7 @@ torch::Tensor Stepper::log_probs(const torch::Tensor& history) {
                                       src_.eq(kPadId));          // [N, t + 1, C]
     logits = model_->project(y.select(1, history.size(1) - 1));  // [N, V]
   }
-  auto lp = torch::log_softmax(logits, -1);  // [N, V]
-  const double inf = std::numeric_limits<double>::infinity();
-  lp.select(1, kPadId).fill_(-inf);
-  lp.select(1, kBosId).fill_(-inf);
-  return lp;
+  return logits;
 }
 
 void Stepper::select(const torch::Tensor& rows, const torch::Tensor& sources) {
@@ -121,9 +137,9 @@ std::vector<std::vector<int64_t>> greedy_search(Transformer& model, const torch:
   std::vector<std::vector<int64_t>> outputs(batch);
 
   for (int64_t t = 0; !alive.empty(); ++t) {
-    auto lp = stepper.log_probs(history);  // [N, V]
-    decoding::apply_length_rules_(lp, t, limits, options.min_len);
-    auto next = lp.argmax(1).cpu();  // [N]
+    auto scores = stepper.scores(history);  // [N, V] logits: their argmax is the log-probabilities'
+    decoding::apply_length_rules_(scores, t, limits, options.min_len);
+    auto next = scores.argmax(1).cpu();  // [N]
     const auto* next_data = next.data_ptr<int64_t>();
     std::vector<int64_t> keep;  // rows still decoding
     for (int64_t i = 0; i < static_cast<int64_t>(alive.size()); ++i) {
