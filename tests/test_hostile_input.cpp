@@ -148,6 +148,48 @@ TEST(CraftedCheckpoints, ClassDeclarationsOtherThanAttributesAreRefused) {
   }
 }
 
+// The archive's zip directory and pickles are checked before libtorch reads them (archive_check.h):
+// libtorch allocates what a string's length or a record's directory entry claims. Both edits keep the
+// archive's length, so it stays readable as a zip file.
+TEST(CraftedCheckpoints, ClaimedSizesBeyondTheArchiveAreRefused) {
+  TempDir dir;
+  const std::string good = (dir.path / "good.pt").string();
+  save_checkpoint(good, *torch::nn::Linear(3, 2), nullptr, {{"step", 1}});
+  std::ifstream in(good, std::ios::binary);
+  const std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string body = file.substr(8, file.size() - 8 - 24);
+  auto error_of = [&](const std::string& crafted) -> std::string {
+    const std::string path = (dir.path / "crafted.pt").string();
+    std::ofstream(path, std::ios::binary) << checkpoint_file_bytes(crafted);
+    try {
+      LoadedCheckpoint checkpoint(path);
+    } catch (const CheckpointError& e) {
+      return e.what();
+    }
+    return "";
+  };
+
+  std::string long_string = body;  // BINUNICODE "storage" claiming 4 GiB
+  const size_t storage = long_string.find(std::string("X\x07\x00\x00\x00storage", 12));
+  ASSERT_NE(storage, std::string::npos);
+  long_string.replace(storage + 1, 4, "\xff\xff\xff\xff");
+  std::string error = error_of(long_string);
+  EXPECT_TRUE(
+      contains(error, "crafted.pt: truncated or corrupt checkpoint (unreadable archive: data.pkl byte "))
+      << error;
+  EXPECT_TRUE(contains(error, ": 4294967295 bytes claimed, ")) << error;
+
+  std::string large = body;  // the first directory entry claims 4 GiB - 2 bytes
+  const size_t entry = large.find("PK\x01\x02");
+  ASSERT_NE(entry, std::string::npos);
+  large.replace(entry + 20, 8, "\xfe\xff\xff\xff\xfe\xff\xff\xff");
+  error = error_of(large);
+  EXPECT_TRUE(contains(error, "is neither stored within the archive nor a small deflated one (method "))
+      << error;
+  EXPECT_TRUE(contains(error, ", 4294967294 bytes)")) << error;
+  EXPECT_EQ(error.find('\n'), std::string::npos) << error;
+}
+
 // ---- checked counts ----------------------------------------------------------------------------------
 
 TEST(CheckedCount, OverflowSticksAndSaturates) {

@@ -243,7 +243,7 @@ LoadedCheckpoint::LoadedCheckpoint(const std::string& path, std::optional<torch:
   try {
     // c10::optional is not std::optional in libtorch 1.x.
     const c10::optional<torch::Device> map_to = device ? c10::optional<torch::Device>(*device) : c10::nullopt;
-    check_archive_code(bytes.data() + kMagicSize, size);  // libtorch's parser is not for hostile code
+    check_archive(bytes.data() + kMagicSize, size);  // libtorch's reader is not for hostile input
     archive_.load_from(bytes.data() + kMagicSize, size, map_to);
     c10::IValue meta;
     archive_.read("meta", meta);

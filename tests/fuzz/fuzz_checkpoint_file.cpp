@@ -1,5 +1,6 @@
 // Fuzz target: reading a checkpoint file (checkpoint/checkpoint.h): the head, tail and checksum
-// checks, then libtorch's archive reader and the record inside it (checkpoint/meta.h).
+// checks, the archive checks (checkpoint/archive_check.h), then libtorch's archive reader and the record
+// inside it (checkpoint/meta.h).
 //
 // Input: a mode byte, then bytes. Even mode: the bytes are the whole file (random damage, which the
 // checksum refuses). Odd mode: the bytes are the archive body, wrapped with a valid head, size and
