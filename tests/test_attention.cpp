@@ -11,6 +11,7 @@
 #include "base/enums.h"
 #include "ops/attention.h"
 #include "ops/attention_dropout.h"
+#include "ops/attention_tiles.h"
 #include "support.h"
 
 namespace qkv {
@@ -84,6 +85,63 @@ QKV_DEVICE_TEST(Attention, ImplementationsAgreeWithReference) {
   }
 }
 
+// The fused CPU row passes (attention_rows_simd.inc), in every instruction set this CPU has, agree with
+// the generic path of libtorch's tensor ops: outputs and gradients of both tiled implementations,
+// float32 and bfloat16 inputs, with padding, causal masks, rows that see no key (Tq > Tk) and widths
+// that leave partial vectors (Tk = 150 = 9·16 + 6 = 18·8 + 6, and the stairs' narrower keys).
+TEST(Attention, FusedRowPassesAgreeWithTheGenericPath) {
+  using detail::RowPassIsa;
+  const RowPassIsa widest = detail::cpu_row_pass_isa();
+  if (widest == RowPassIsa::Generic) GTEST_SKIP() << "this CPU has neither AVX2 + FMA nor AVX-512";
+  struct Case {
+    bool causal, padded;
+    int64_t tq, tk;
+  };
+  auto run = [](AttentionKind impl, torch::Dtype dtype, const Case& c) {
+    torch::manual_seed(4);
+    auto q = torch::randn({2, 3, c.tq, 24}).to(dtype).requires_grad_();
+    auto k = torch::randn({2, 3, c.tk, 24}).to(dtype).requires_grad_();
+    auto v = torch::randn({2, 3, c.tk, 20}).to(dtype).requires_grad_();
+    AttentionOptions options;
+    options.impl = impl;
+    options.causal = c.causal;
+    if (c.padded) {
+      options.key_padding_mask = torch::zeros({2, c.tk}, torch::kBool);
+      options.key_padding_mask[1].slice(0, c.tk - 37).fill_(true);
+    }
+    auto out = attention(q, k, v, options);
+    auto grads = torch::autograd::grad({out}, {q, k, v}, {torch::randn_like(out)});
+    return std::vector<torch::Tensor>{out.detach(), grads[0], grads[1], grads[2]};
+  };
+  const std::vector<Case> cases = {{true, true, 150, 150}, {true, false, 170, 130}, {false, true, 77, 150}};
+  for (const auto isa : {RowPassIsa::Avx2, RowPassIsa::Avx512}) {
+    if (isa > widest) continue;
+    for (const auto impl : {AttentionKind::Standard, AttentionKind::MemoryEfficient}) {
+      for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+        for (const auto& c : cases) {
+          const auto before = detail::limit_row_pass_isa(RowPassIsa::Generic);
+          const auto expected = run(impl, dtype, c);
+          detail::limit_row_pass_isa(isa);
+          const auto got = run(impl, dtype, c);
+          detail::limit_row_pass_isa(before);
+          const std::string what = std::string(isa == RowPassIsa::Avx2 ? "avx2 " : "avx512 ") +
+                                   to_string(impl) + (dtype == torch::kFloat ? " float32" : " bfloat16") +
+                                   " causal=" + std::to_string(c.causal) + " Tq=" + std::to_string(c.tq);
+          for (size_t i = 0; i < got.size(); ++i) {
+            // Both paths round each exp to 1-2 ulp and sum rows of at most 150 terms in a different
+            // order: float32 errors of at most about 150·2^-24 ≈ 1e-5 relative (6e-7 seen). In
+            // bfloat16 the outputs and gradients are rounded to 8 bits (2^-8 relative), and one ulp
+            // apart where the float32 results straddle a rounding boundary: 1e-2 relative.
+            const double tol = dtype == torch::kFloat ? 1e-5 : 1e-2;
+            EXPECT_TRUE(expect_close(got[i].to(torch::kFloat), expected[i].to(torch::kFloat), tol, tol,
+                                     what + " tensor " + std::to_string(i)));
+          }
+        }
+      }
+    }
+  }
+}
+
 // Queries aligned to the end of the keys: the last query alone (incremental decoding) sees what
 // the last row of the full causal attention sees.
 QKV_DEVICE_TEST(Attention, CausalAlignsQueriesToTheEnd) {
@@ -138,7 +196,8 @@ TEST(Attention, SingleQueryStepAgreesWithReference) {
   mask[2].fill_(true);               // every key padding: the output is 0
   auto reference = with_impl("reference");
   reference.key_padding_mask = mask;
-  const auto expected = attention(q.to(torch::kDouble), k.to(torch::kDouble), v.to(torch::kDouble), reference);
+  const auto expected =
+      attention(q.to(torch::kDouble), k.to(torch::kDouble), v.to(torch::kDouble), reference);
   for (const std::string impl : {"standard", "memory_efficient"}) {
     for (bool causal : {false, true}) {  // one query aligned to the end sees every key either way
       auto options = with_impl(impl);

@@ -3,18 +3,20 @@
 // products.
 //
 // Two implementations with one meaning:
-//   - on the CPU, with float32 accumulation (float32, bfloat16 inputs) and AVX-512: loops over each
-//     row that fuse the mask, the maximum, exp and the sum, and touch the hidden keys of a row crossing
-//     the causal diagonal only to write their zeros. exp is a polynomial (below), 1-2 ulp;
-//   - elsewhere (float64, CUDA, CPUs without AVX-512): libtorch tensor ops on the tile, the mask added
-//     as an additive bias (tile_bias).
+//   - on the CPU, with float32 accumulation (float32, bfloat16 inputs) and AVX-512 or AVX2 + FMA:
+//     loops over each row that fuse the mask, the maximum, exp and the sum, and touch the hidden keys
+//     of a row crossing the causal diagonal only to write their zeros. exp is a polynomial, 1-2 ulp.
+//     They are written once (attention_rows_simd.inc) and compiled for each instruction set;
+//   - elsewhere (float64, CUDA, older CPUs): libtorch tensor ops on the tile, the mask added as an
+//     additive bias (tile_bias).
 // A row with no visible key gets P = 0 (never NaN) in both.
 //
 // Dimensions: a tile has n heads, bq query rows and bk keys (w = the keys of this pass).
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <limits>
-#include <type_traits>
 #include <vector>
 
 #include <torch/torch.h>
@@ -23,10 +25,11 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
-#define QKV_HAVE_AVX512_PATH 1
+#define QKV_HAVE_SIMD_PATHS 1
 #define QKV_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+#define QKV_AVX2 __attribute__((target("avx2,fma")))
 #else
-#define QKV_HAVE_AVX512_PATH 0
+#define QKV_HAVE_SIMD_PATHS 0
 #endif
 
 namespace qkv::detail {
@@ -59,76 +62,6 @@ std::vector<RowView> row_views(const Problem& pr, const Tile& t) {
   return rows;
 }
 
-#if QKV_HAVE_AVX512_PATH
-// GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_*(), which -Wextra reports
-// as uninitialised once inlined (GCC bug 105593): not a defect of this code.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-
-// exp(x) for x <= 88, 16 lanes: x = n·ln2 + r with n = round(x / ln2) and |r| <= ln2/2 (Cody-Waite:
-// ln2 in two parts so that r is exact), exp(r) by its Taylor polynomial to degree 7 (truncation
-// r^8/8! < 5e-9, below float's half ulp), times 2^n by scalef. Inputs below -110 (-inf included)
-// give exactly 0: 2^-159 underflows. NaN stays NaN.
-QKV_AVX512 inline __m512 exp16(__m512 x) {
-  x = _mm512_max_ps(_mm512_set1_ps(-110.0f), x);  // max(a, NaN) = NaN: NaN passes
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);  // ln2 high part (exact n·hi)
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);  // ln2 low part
-  __m512 p = _mm512_set1_ps(1.0f / 5040);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
-
-// Lanes [0, count) of a 16-lane block, count <= 16.
-QKV_AVX512 inline __mmask16 lanes(int64_t count) {
-  return count >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << count) - 1u);
-}
-
-// x = s + bias over [0, len) (written back when there is a bias); returns the maximum (-inf if none).
-QKV_AVX512 float masked_max(float* s, int64_t len, const float* bias) {
-  __m512 best = _mm512_set1_ps(kNegInf);
-  for (int64_t j = 0; j < len; j += 16) {
-    const __mmask16 k = lanes(len - j);
-    __m512 x = _mm512_maskz_loadu_ps(k, s + j);
-    if (bias != nullptr) {
-      x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(k, bias + j));
-      _mm512_mask_storeu_ps(s + j, k, x);
-    }
-    best = _mm512_mask_max_ps(best, k, best, x);
-  }
-  return _mm512_reduce_max_ps(best);
-}
-
-// s = exp(s − shift) over [0, len), 0 over [len, w); returns the sum.
-QKV_AVX512 float exp_shifted(float* s, int64_t len, int64_t w, float shift) {
-  const __m512 sub = _mm512_set1_ps(shift);
-  __m512 sum = _mm512_setzero_ps();
-  for (int64_t j = 0; j < len; j += 16) {
-    const __mmask16 k = lanes(len - j);
-    const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j), sub));
-    _mm512_mask_storeu_ps(s + j, k, e);
-    sum = _mm512_mask_add_ps(sum, k, sum, e);
-  }
-  for (int64_t j = len; j < w; ++j) s[j] = 0.0f;
-  return _mm512_reduce_add_ps(sum);
-}
-
-QKV_AVX512 void scale_row(float* x, int64_t count, float factor) {
-  const __m512 f = _mm512_set1_ps(factor);
-  for (int64_t j = 0; j < count; j += 16) {
-    const __mmask16 k = lanes(count - j);
-    _mm512_mask_storeu_ps(x + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + j), f));
-  }
-}
-
 // The strides of a [n, bq, w] tile with contiguous rows, in elements.
 struct Strides {
   int64_t head, row;
@@ -137,91 +70,169 @@ Strides strides_of(const torch::Tensor& t) {
   return {t.stride(0), t.stride(1)};
 }
 
-QKV_AVX512 void softmax_avx512(float* s, Strides st, int64_t n, int64_t bq, int64_t w,
-                               const std::vector<RowView>& rows) {
-  for (int64_t h = 0; h < n; ++h) {
-    for (int64_t r = 0; r < bq; ++r) {
-      float* x = s + h * st.head + r * st.row;
-      const RowView& row = rows[static_cast<size_t>(h * bq + r)];
-      float m = masked_max(x, row.len, row.bias);
-      if (m == kNegInf) m = 0.0f;  // no visible key: exp(-inf) = 0 everywhere
-      const float sum = exp_shifted(x, row.len, w, m);
-      if (sum > 0.0f) scale_row(x, row.len, 1.0f / sum);
-    }
-  }
-}
+#if QKV_HAVE_SIMD_PATHS
+// GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_*(), which -Wextra reports
+// as uninitialised once inlined (GCC bug 105593): not a defect of this code.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#ifndef __clang__
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
-// m and l: [n, bq] with rows contiguous and heads `stat_head` apart; acc: [n, bq, dv] with strides sa.
-QKV_AVX512 void online_softmax_avx512(float* s, Strides st, int64_t n, int64_t bq, int64_t w,
-                                      const std::vector<RowView>& rows, float* m, float* l, int64_t stat_head,
-                                      float* acc, Strides sa, int64_t dv) {
-  for (int64_t h = 0; h < n; ++h) {
-    for (int64_t r = 0; r < bq; ++r) {
-      float* x = s + h * st.head + r * st.row;
-      const RowView& row = rows[static_cast<size_t>(h * bq + r)];
-      float& mi = m[h * stat_head + r];
-      float& li = l[h * stat_head + r];
-      const float m_new = std::max(mi, masked_max(x, row.len, row.bias));
-      const float m_safe = m_new == kNegInf ? 0.0f : m_new;  // keeps exp() free of NaN
-      const float sum = exp_shifted(x, row.len, w, m_safe);
-      const float rescale = mi == kNegInf ? 0.0f : std::exp(mi - m_safe);
-      li = li * rescale + sum;
-      mi = m_new;
-      if (rescale != 1.0f) scale_row(acc + h * sa.head + r * sa.row, dv, rescale);
-    }
+// 16 float lanes; a mask bit per lane.
+struct Avx512 {
+  using Reg = __m512;
+  using Mask = __mmask16;
+  static constexpr int64_t kLanes = 16;
+  QKV_AVX512 static Mask first(int64_t count) {
+    return count >= 16 ? static_cast<Mask>(0xFFFF) : static_cast<Mask>((1u << count) - 1u);
   }
-}
-
-QKV_AVX512 void exp_minus_lse_avx512(float* s, Strides st, int64_t n, int64_t bq, int64_t w,
-                                     const std::vector<RowView>& rows, const float* lse) {
-  for (int64_t i = 0; i < n * bq; ++i) {
-    float* x = s + (i / bq) * st.head + (i % bq) * st.row;
-    const RowView& row = rows[static_cast<size_t>(i)];
-    if (row.bias != nullptr) masked_max(x, row.len, row.bias);  // adds the bias
-    exp_shifted(x, row.len, w, lse[i]);
+  QKV_AVX512 static Reg load(Mask k, const float* p) { return _mm512_maskz_loadu_ps(k, p); }
+  // bfloat16 is the upper half of a float32: widen to 32 bits and shift into place.
+  QKV_AVX512 static Reg load(Mask k, const uint16_t* p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p)), 16));
   }
-}
+  QKV_AVX512 static void store(Mask k, float* p, Reg x) { _mm512_mask_storeu_ps(p, k, x); }
+  QKV_AVX512 static Reg set1(float x) { return _mm512_set1_ps(x); }
+  QKV_AVX512 static Reg add(Reg a, Reg b) { return _mm512_add_ps(a, b); }
+  QKV_AVX512 static Reg sub(Reg a, Reg b) { return _mm512_sub_ps(a, b); }
+  QKV_AVX512 static Reg mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }
+  QKV_AVX512 static Reg max(Reg a, Reg b) { return _mm512_max_ps(a, b); }
+  QKV_AVX512 static Reg fmadd(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }    // a·b + c
+  QKV_AVX512 static Reg fnmadd(Reg a, Reg b, Reg c) { return _mm512_fnmadd_ps(a, b, c); }  // c − a·b
+  QKV_AVX512 static Reg round(Reg x) {
+    return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  QKV_AVX512 static Reg times_pow2(Reg p, Reg n) { return _mm512_scalef_ps(p, n); }  // p·2^n
+  QKV_AVX512 static Reg max_where(Mask k, Reg best, Reg x) { return _mm512_mask_max_ps(best, k, best, x); }
+  QKV_AVX512 static Reg add_where(Mask k, Reg sum, Reg x) { return _mm512_mask_add_ps(sum, k, sum, x); }
+  QKV_AVX512 static float reduce_max(Reg x) { return _mm512_reduce_max_ps(x); }
+  QKV_AVX512 static float reduce_add(Reg x) { return _mm512_reduce_add_ps(x); }
+};
 
-// dS = P ∘ (dP − D) in place of dP, P in float32 or bfloat16 (the raw upper 16 bits of a float32).
-template <class P>
-QKV_AVX512 void ds_avx512(float* dp, Strides sd, const P* p, Strides sp, int64_t n, int64_t bq, int64_t w,
-                          const float* d) {
-  for (int64_t i = 0; i < n * bq; ++i) {
-    float* g = dp + (i / bq) * sd.head + (i % bq) * sd.row;
-    const P* pr = p + (i / bq) * sp.head + (i % bq) * sp.row;
-    const __m512 di = _mm512_set1_ps(d[i]);
-    for (int64_t j = 0; j < w; j += 16) {
-      const __mmask16 k = lanes(w - j);
-      __m512 pv;
-      if constexpr (std::is_same_v<P, float>) {
-        pv = _mm512_maskz_loadu_ps(k, pr + j);
-      } else {  // bfloat16: widen to 32 bits and shift into the upper half
-        const __m256i raw = _mm256_maskz_loadu_epi16(k, pr + j);
-        pv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+namespace avx512 {
+using V = Avx512;
+#define QKV_SIMD QKV_AVX512
+#include "ops/attention_rows_simd.inc"
+#undef QKV_SIMD
+}  // namespace avx512
+
+// 8 float lanes; a mask is a vector whose lanes are all ones (counted) or all zeros.
+struct Avx2 {
+  using Reg = __m256;
+  using Mask = __m256i;
+  static constexpr int64_t kLanes = 8;
+  QKV_AVX2 static Mask first(int64_t count) {
+    const int32_t c = count >= 8 ? 8 : static_cast<int32_t>(count);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  QKV_AVX2 static Reg load(Mask k, const float* p) { return _mm256_maskload_ps(p, k); }
+  // AVX2 has no masked 16-bit load: a partial vector goes through a zeroed copy of its lanes.
+  QKV_AVX2 static Reg load(Mask k, const uint16_t* p) {
+    const int bits = _mm256_movemask_ps(_mm256_castsi256_ps(k));
+    __m128i raw;
+    if (bits == 0xFF) {
+      raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    } else {
+      alignas(16) uint16_t lanes[8] = {};
+      for (int j = 0; j < 8; ++j) {
+        if ((bits >> j) & 1) lanes[j] = p[j];
       }
-      const __m512 gv = _mm512_maskz_loadu_ps(k, g + j);
-      _mm512_mask_storeu_ps(g + j, k, _mm512_mul_ps(pv, _mm512_sub_ps(gv, di)));
+      raw = _mm_load_si128(reinterpret_cast<const __m128i*>(lanes));
     }
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
   }
-}
+  QKV_AVX2 static void store(Mask k, float* p, Reg x) { _mm256_maskstore_ps(p, k, x); }
+  QKV_AVX2 static Reg set1(float x) { return _mm256_set1_ps(x); }
+  QKV_AVX2 static Reg add(Reg a, Reg b) { return _mm256_add_ps(a, b); }
+  QKV_AVX2 static Reg sub(Reg a, Reg b) { return _mm256_sub_ps(a, b); }
+  QKV_AVX2 static Reg mul(Reg a, Reg b) { return _mm256_mul_ps(a, b); }
+  QKV_AVX2 static Reg max(Reg a, Reg b) { return _mm256_max_ps(a, b); }
+  QKV_AVX2 static Reg fmadd(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }    // a·b + c
+  QKV_AVX2 static Reg fnmadd(Reg a, Reg b, Reg c) { return _mm256_fnmadd_ps(a, b, c); }  // c − a·b
+  QKV_AVX2 static Reg round(Reg x) {
+    return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  // p·2^n for whole n in [-160, 128] (exp_lanes' range): 2^n in two factors 2^a·2^b, a = ⌊n/2⌋, each
+  // a normal float built from its exponent bits, so that the product underflows as scalef's does.
+  QKV_AVX2 static Reg times_pow2(Reg p, Reg n) {
+    const __m256i whole = _mm256_cvtps_epi32(n);
+    const __m256i a = _mm256_srai_epi32(whole, 1), b = _mm256_sub_epi32(whole, a);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const Reg two_a = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(a, bias), 23));
+    const Reg two_b = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(b, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, two_a), two_b);
+  }
+  QKV_AVX2 static Reg max_where(Mask k, Reg best, Reg x) {
+    return _mm256_blendv_ps(best, _mm256_max_ps(best, x), _mm256_castsi256_ps(k));
+  }
+  QKV_AVX2 static Reg add_where(Mask k, Reg sum, Reg x) {
+    return _mm256_add_ps(sum, _mm256_and_ps(x, _mm256_castsi256_ps(k)));
+  }
+  QKV_AVX2 static float reduce_max(Reg x) {
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_max_ss(h, _mm_shuffle_ps(h, h, 1)));
+  }
+  QKV_AVX2 static float reduce_add(Reg x) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
+  }
+};
 
-bool cpu_has_avx512() {
-  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512vl");
-  return yes;
-}
+namespace avx2 {
+using V = Avx2;
+#define QKV_SIMD QKV_AVX2
+#include "ops/attention_rows_simd.inc"
+#undef QKV_SIMD
+}  // namespace avx2
 
 #pragma GCC diagnostic pop
-#endif  // QKV_HAVE_AVX512_PATH
+#endif  // QKV_HAVE_SIMD_PATHS
 
-// Whether the fused CPU passes run: float32 accumulation on a CPU with AVX-512.
-bool fused(const Problem& pr) {
-#if QKV_HAVE_AVX512_PATH
-  return pr.q.is_cpu() && pr.acc().dtype() == torch::kFloat && cpu_has_avx512();
+// The widest instruction set of the fused passes that this CPU has, and the one in use (a test may
+// narrow it: limit_row_pass_isa).
+RowPassIsa widest_isa() {
+#if QKV_HAVE_SIMD_PATHS
+  static const RowPassIsa widest = [] {
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl")) {
+      return RowPassIsa::Avx512;
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return RowPassIsa::Avx2;
+    return RowPassIsa::Generic;
+  }();
+  return widest;
 #else
-  (void)pr;
-  return false;
+  return RowPassIsa::Generic;
 #endif
+}
+std::atomic<RowPassIsa> isa_limit{RowPassIsa::Avx512};
+
+// The instruction set of the fused passes for this problem: float32 accumulation on a CPU with AVX2
+// or AVX-512; Generic otherwise.
+RowPassIsa fused(const Problem& pr) {
+  if (!pr.q.is_cpu() || pr.acc().dtype() != torch::kFloat) return RowPassIsa::Generic;
+  return std::min(widest_isa(), isa_limit.load());
+}
+
+// Runs f(passes) with the fused row passes of this problem's instruction set (a RowPasses struct of
+// attention_rows_simd.inc) and returns true; returns false when the generic path must run.
+template <class F>
+bool with_fused_passes(const Problem& pr, F&& f) {
+  switch (fused(pr)) {
+#if QKV_HAVE_SIMD_PATHS
+    case RowPassIsa::Avx512:
+      f(avx512::RowPasses{});
+      return true;
+    case RowPassIsa::Avx2:
+      f(avx2::RowPasses{});
+      return true;
+#endif
+    default:
+      return false;
+  }
 }
 
 // The tile's additive mask added to s (the generic path).
@@ -232,32 +243,37 @@ void add_mask(const Problem& pr, const Tile& t, torch::Tensor& s) {
 
 }  // namespace
 
+RowPassIsa cpu_row_pass_isa() {
+  return widest_isa();
+}
+
+RowPassIsa limit_row_pass_isa(RowPassIsa widest) {
+  return isa_limit.exchange(widest);
+}
+
 bool row_passes_read_visible_keys_only(const Problem& pr) {
-  return fused(pr);
+  return fused(pr) != RowPassIsa::Generic;
 }
 
 void softmax_tile(const Problem& pr, const Tile& t, torch::Tensor& s) {
-#if QKV_HAVE_AVX512_PATH
-  if (fused(pr)) {
-    softmax_avx512(s.data_ptr<float>(), strides_of(s), s.size(0), s.size(1), s.size(2), row_views(pr, t));
-    return;
-  }
-#endif
+  const bool done = with_fused_passes(pr, [&](auto passes) {
+    passes.softmax_rows(s.data_ptr<float>(), strides_of(s), s.size(0), s.size(1), s.size(2),
+                        row_views(pr, t));
+  });
+  if (done) return;
   add_mask(pr, t, s);
   softmax_rows_(s);
 }
 
 void online_softmax_tile(const Problem& pr, const Tile& t, torch::Tensor& s, torch::Tensor& m,
                          torch::Tensor& l, torch::Tensor& acc) {
-#if QKV_HAVE_AVX512_PATH
-  if (fused(pr)) {
+  const bool done = with_fused_passes(pr, [&](auto passes) {
     TORCH_INTERNAL_ASSERT(m.stride(1) == 1 && l.strides() == m.strides() && acc.stride(2) == 1);
-    online_softmax_avx512(s.data_ptr<float>(), strides_of(s), s.size(0), s.size(1), s.size(2),
-                          row_views(pr, t), m.data_ptr<float>(), l.data_ptr<float>(), m.stride(0),
-                          acc.data_ptr<float>(), strides_of(acc), acc.size(2));
-    return;
-  }
-#endif
+    passes.online_softmax_rows(s.data_ptr<float>(), strides_of(s), s.size(0), s.size(1), s.size(2),
+                               row_views(pr, t), m.data_ptr<float>(), l.data_ptr<float>(), m.stride(0),
+                               acc.data_ptr<float>(), strides_of(acc), acc.size(2));
+  });
+  if (done) return;
   add_mask(pr, t, s);
   auto m_new = at::maximum(m, s.amax(-1, /*keepdim=*/true));  // [n, bq, 1]
   auto m_safe = m_new.masked_fill(m_new.isneginf(), 0.0);     // keeps exp() free of NaN
@@ -269,33 +285,31 @@ void online_softmax_tile(const Problem& pr, const Tile& t, torch::Tensor& s, tor
 }
 
 void exp_minus_lse_tile(const Problem& pr, const Tile& t, torch::Tensor& s, const torch::Tensor& lse) {
-#if QKV_HAVE_AVX512_PATH
-  if (fused(pr)) {
+  const bool done = with_fused_passes(pr, [&](auto passes) {
     const auto lse_tile = lse.contiguous();
-    exp_minus_lse_avx512(s.data_ptr<float>(), strides_of(s), s.size(0), s.size(1), s.size(2),
-                         row_views(pr, t), lse_tile.data_ptr<float>());
-    return;
-  }
-#endif
+    passes.exp_minus_lse_rows(s.data_ptr<float>(), strides_of(s), s.size(0), s.size(1), s.size(2),
+                              row_views(pr, t), lse_tile.data_ptr<float>());
+  });
+  if (done) return;
   add_mask(pr, t, s);
   s.sub_(lse).exp_();
 }
 
 void ds_tile(const Problem& pr, torch::Tensor& dp, const torch::Tensor& p, const torch::Tensor& d) {
-#if QKV_HAVE_AVX512_PATH
-  if (fused(pr) && (p.scalar_type() == torch::kFloat || p.scalar_type() == torch::kBFloat16)) {
-    const auto d_tile = d.contiguous();
-    if (p.scalar_type() == torch::kFloat) {
-      ds_avx512(dp.data_ptr<float>(), strides_of(dp), p.data_ptr<float>(), strides_of(p), dp.size(0),
-                dp.size(1), dp.size(2), d_tile.data_ptr<float>());
-    } else {
-      ds_avx512(dp.data_ptr<float>(), strides_of(dp), reinterpret_cast<const uint16_t*>(p.data_ptr()),
-                strides_of(p), dp.size(0), dp.size(1), dp.size(2), d_tile.data_ptr<float>());
-    }
-    return;
-  }
-#endif
-  (void)pr;
+  const bool p_fits = p.scalar_type() == torch::kFloat || p.scalar_type() == torch::kBFloat16;
+  const bool done =
+      p_fits && with_fused_passes(pr, [&](auto passes) {
+        const auto d_tile = d.contiguous();
+        if (p.scalar_type() == torch::kFloat) {
+          passes.ds_rows(dp.data_ptr<float>(), strides_of(dp), p.data_ptr<float>(), strides_of(p), dp.size(0),
+                         dp.size(1), dp.size(2), d_tile.data_ptr<float>());
+        } else {
+          passes.ds_rows(dp.data_ptr<float>(), strides_of(dp),
+                         reinterpret_cast<const uint16_t*>(p.data_ptr()), strides_of(p), dp.size(0),
+                         dp.size(1), dp.size(2), d_tile.data_ptr<float>());
+        }
+      });
+  if (done) return;
   dp.sub_(d).mul_(p);
 }
 

@@ -107,8 +107,10 @@ std::vector<Tile> visible_blocks(const Problem& pr, const TilePlan& plan, int64_
     }
   };
   const int64_t end = pr.visible_end(n0, n1, i1);  // no row sees a key past it
-  // The keys that the block's first row sees, all its rows see (query i sees keys j < key_end(i + 1)).
-  const int64_t shared = pr.causal ? std::min(pr.key_end(i0 + 1), end) : end;
+  // The keys before the first row's diagonal, all its rows see (query i sees keys j < key_end(i + 1)).
+  // The first row's own diagonal key goes with the stairs: the square then starts on a key-block
+  // boundary, instead of leaving a one-key rectangle over all the block's rows.
+  const int64_t shared = pr.causal ? std::min(pr.key_end(i0), end) : end;
   add(i0, i1, 0, shared);
   if (shared < end) {
     for (int64_t r0 = i0; r0 < i1; r0 += plan.stair) {
