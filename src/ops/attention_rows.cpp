@@ -22,15 +22,7 @@
 #include <torch/torch.h>
 
 #include "ops/attention_tiles.h"
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define QKV_HAVE_SIMD_PATHS 1
-#define QKV_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
-#define QKV_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define QKV_HAVE_SIMD_PATHS 0
-#endif
+#include "ops/cpu_features.h"
 
 namespace qkv::detail {
 namespace {
@@ -70,7 +62,7 @@ Strides strides_of(const torch::Tensor& t) {
   return {t.stride(0), t.stride(1)};
 }
 
-#if QKV_HAVE_SIMD_PATHS
+#if QKV_X86_SIMD
 // GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_*(), which -Wextra reports
 // as uninitialised once inlined (GCC bug 105593): not a defect of this code.
 #pragma GCC diagnostic push
@@ -189,24 +181,13 @@ using V = Avx2;
 }  // namespace avx2
 
 #pragma GCC diagnostic pop
-#endif  // QKV_HAVE_SIMD_PATHS
+#endif  // QKV_X86_SIMD
 
 // The widest instruction set of the fused passes that this CPU has, and the one in use (a test may
 // narrow it: limit_row_pass_isa).
 RowPassIsa widest_isa() {
-#if QKV_HAVE_SIMD_PATHS
-  static const RowPassIsa widest = [] {
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl")) {
-      return RowPassIsa::Avx512;
-    }
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return RowPassIsa::Avx2;
-    return RowPassIsa::Generic;
-  }();
-  return widest;
-#else
-  return RowPassIsa::Generic;
-#endif
+  if (cpu_has_avx512()) return RowPassIsa::Avx512;
+  return cpu_has_avx2_fma() ? RowPassIsa::Avx2 : RowPassIsa::Generic;
 }
 std::atomic<RowPassIsa> isa_limit{RowPassIsa::Avx512};
 
@@ -222,7 +203,7 @@ RowPassIsa fused(const Problem& pr) {
 template <class F>
 bool with_fused_passes(const Problem& pr, F&& f) {
   switch (fused(pr)) {
-#if QKV_HAVE_SIMD_PATHS
+#if QKV_X86_SIMD
     case RowPassIsa::Avx512:
       f(avx512::RowPasses{});
       return true;

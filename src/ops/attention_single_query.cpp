@@ -17,14 +17,7 @@
 #include <torch/torch.h>
 
 #include "ops/attention_internal.h"
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define QKV_HAVE_AVX512_PATH 1
-#define QKV_AVX512 __attribute__((target("avx512f")))
-#else
-#define QKV_HAVE_AVX512_PATH 0
-#endif
+#include "ops/cpu_features.h"
 
 namespace qkv::detail {
 namespace {
@@ -45,7 +38,7 @@ void axpy_generic(float alpha, const float* x, float* y, int64_t count) {
   for (int64_t d = 0; d < count; ++d) y[d] += alpha * x[d];
 }
 
-#if QKV_HAVE_AVX512_PATH
+#if QKV_X86_SIMD
 // GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_*(), which -Wextra reports
 // as uninitialised once inlined (GCC bug 105593): not a defect of this code.
 #pragma GCC diagnostic push
@@ -69,22 +62,14 @@ QKV_AVX512 void axpy_avx512(float alpha, const float* x, float* y, int64_t count
   const __m512 a = _mm512_set1_ps(alpha);
   for (int64_t d = 0; d < count; d += 16) {
     const __mmask16 k = lanes(count - d);
-    const __m512 updated = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(k, x + d), _mm512_maskz_loadu_ps(k, y + d));
+    const __m512 updated =
+        _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(k, x + d), _mm512_maskz_loadu_ps(k, y + d));
     _mm512_mask_storeu_ps(y + d, k, updated);
   }
 }
 
 #pragma GCC diagnostic pop
 #endif
-
-bool have_avx512() {
-#if QKV_HAVE_AVX512_PATH
-  static const bool has = __builtin_cpu_supports("avx512f");
-  return has;
-#else
-  return false;
-#endif
-}
 
 // One head: o [Dv] from q [Dk], keys and values [Tk rows], bias [Tk] (null without padding), using
 // `scores` [Tk] as scratch.
@@ -133,12 +118,13 @@ torch::Tensor single_query_forward(const Problem& pr) {
       for (int64_t h = begin; h < end; ++h) {
         const Rows kh{k + h * pr.k.stride(0), pr.k.stride(1)}, vh{v + h * pr.v.stride(0), pr.v.stride(1)};
         const float* bh = bias != nullptr && pr.padded_keys(h, 0, tk) > 0 ? bias + h * tk : nullptr;
-        attend_one(q + h * pr.q.stride(0), kh, vh, bh, tk, dk, dv, scale, scores.data(), o + h * dv, dot, axpy);
+        attend_one(q + h * pr.q.stride(0), kh, vh, bh, tk, dk, dv, scale, scores.data(), o + h * dv, dot,
+                   axpy);
       }
     });
   };
-#if QKV_HAVE_AVX512_PATH
-  if (have_avx512()) {
+#if QKV_X86_SIMD
+  if (cpu_has_avx512()) {
     run(dot_avx512, axpy_avx512);
     return out;
   }

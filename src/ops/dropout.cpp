@@ -19,14 +19,7 @@
 #include <torch/torch.h>
 
 #include "ops/attention_internal.h"  // draw_dropout_seed
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define QKV_DROPOUT_AVX512 1
-#define QKV_AVX512 __attribute__((target("avx512f,avx512dq")))
-#else
-#define QKV_DROPOUT_AVX512 0
-#endif
+#include "ops/cpu_features.h"
 
 namespace qkv {
 namespace {
@@ -64,7 +57,7 @@ torch::Tensor generic_mask(int64_t seed, double p, int64_t count, const torch::T
 
 // --- the AVX-512 path -------------------------------------------------------------------------------
 
-#if QKV_DROPOUT_AVX512
+#if QKV_X86_SIMD
 // GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_*(), which -Wextra reports
 // as uninitialised once inlined (GCC bug 105593): not a defect of this code.
 #pragma GCC diagnostic push
@@ -109,17 +102,12 @@ QKV_AVX512 void dropout_avx512(const float* in, float* out, int64_t first, int64
   }
 }
 
-bool cpu_has_avx512() {
-  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
-  return yes;
-}
-
 #pragma GCC diagnostic pop
 #endif
 
 // x ∘ mask(seed, p), x of any shape, the mask over x's elements in row-major order.
 torch::Tensor apply_mask(const torch::Tensor& x, int64_t seed, double p) {
-#if QKV_DROPOUT_AVX512
+#if QKV_X86_SIMD
   if (x.is_cpu() && x.scalar_type() == torch::kFloat && cpu_has_avx512()) {
     const auto in = x.contiguous();
     auto out = torch::empty_like(in);

@@ -9,13 +9,7 @@
 
 #include <torch/torch.h>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define QKV_HAVE_AVX512_PATH 1
-#define QKV_AVX512 __attribute__((target("avx512f")))
-#else
-#define QKV_HAVE_AVX512_PATH 0
-#endif
+#include "ops/cpu_features.h"
 
 namespace qkv {
 namespace {
@@ -46,17 +40,12 @@ Coefficients coefficients(const AdamOptions& o, int64_t step) {
           static_cast<float>(o.lr() / bc1)};
 }
 
-#if QKV_HAVE_AVX512_PATH
+#if QKV_X86_SIMD
 // GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_*(), which -Wextra reports
 // as uninitialised once inlined (GCC bug 105593): not a defect of this code.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-
-bool cpu_has_avx512() {
-  static const bool yes = __builtin_cpu_supports("avx512f");
-  return yes;
-}
 
 // The update of 16 elements (the lanes of k) at p, g, m, v. The tail of a chunk goes through the same
 // instructions with fewer lanes, so every element's result is independent of where chunks begin.
@@ -86,14 +75,14 @@ QKV_AVX512 void adam_avx512(float* p, const float* g, float* m, float* v, int64_
 }
 
 #pragma GCC diagnostic pop
-#endif  // QKV_HAVE_AVX512_PATH
+#endif  // QKV_X86_SIMD
 
 // Elements per at::parallel_for chunk at least: 4 × 64 KiB streams, enough work to pay for a thread.
 constexpr int64_t kGrain = 1 << 14;
 
 // The one-pass update of a float32 parameter (its gradient and moments contiguous, same size).
 void adam_cpu_loop(torch::Tensor& p, const torch::Tensor& g, AdamParamState& s, const Coefficients& c) {
-#if QKV_HAVE_AVX512_PATH
+#if QKV_X86_SIMD
   float* pp = p.data_ptr<float>();
   const float* gp = g.data_ptr<float>();
   float* mp = s.exp_avg().data_ptr<float>();
@@ -174,7 +163,7 @@ const AdamParamState* adam_state(const torch::optim::Optimizer& optimizer, const
 }
 
 bool fused_adam_uses_cpu_loop(const torch::Tensor& p, const AdamOptions& options) {
-#if QKV_HAVE_AVX512_PATH
+#if QKV_X86_SIMD
   return cpu_has_avx512() && p.is_cpu() && p.scalar_type() == torch::kFloat && p.is_contiguous() &&
          !options.amsgrad() && options.weight_decay() == 0;
 #else
