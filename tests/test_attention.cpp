@@ -11,7 +11,7 @@
 #include "base/enums.h"
 #include "ops/attention.h"
 #include "ops/attention_dropout.h"
-#include "ops/attention_tiles.h"
+#include "ops/cpu_features.h"
 #include "support.h"
 
 namespace qkv {
@@ -90,9 +90,8 @@ QKV_DEVICE_TEST(Attention, ImplementationsAgreeWithReference) {
 // float32 and bfloat16 inputs, with padding, causal masks, rows that see no key (Tq > Tk) and widths
 // that leave partial vectors (Tk = 150 = 9·16 + 6 = 18·8 + 6, and the stairs' narrower keys).
 TEST(Attention, FusedRowPassesAgreeWithTheGenericPath) {
-  using detail::RowPassIsa;
-  const RowPassIsa widest = detail::cpu_row_pass_isa();
-  if (widest == RowPassIsa::Generic) GTEST_SKIP() << "this CPU has neither AVX2 + FMA nor AVX-512";
+  const Simd widest = cpu_simd();
+  if (widest == Simd::None) GTEST_SKIP() << "this CPU has neither AVX2 + FMA nor AVX-512";
   struct Case {
     bool causal, padded;
     int64_t tq, tk;
@@ -114,18 +113,18 @@ TEST(Attention, FusedRowPassesAgreeWithTheGenericPath) {
     return std::vector<torch::Tensor>{out.detach(), grads[0], grads[1], grads[2]};
   };
   const std::vector<Case> cases = {{true, true, 150, 150}, {true, false, 170, 130}, {false, true, 77, 150}};
-  for (const auto isa : {RowPassIsa::Avx2, RowPassIsa::Avx512}) {
+  for (const auto isa : {Simd::Avx2, Simd::Avx512}) {
     if (isa > widest) continue;
     for (const auto impl : {AttentionKind::Standard, AttentionKind::MemoryEfficient}) {
       for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
         for (const auto& c : cases) {
-          const auto before = detail::limit_row_pass_isa(RowPassIsa::Generic);
+          const auto before = limit_simd(Simd::None);
           const auto expected = run(impl, dtype, c);
-          detail::limit_row_pass_isa(isa);
+          limit_simd(isa);
           const auto got = run(impl, dtype, c);
-          detail::limit_row_pass_isa(before);
-          const std::string what = std::string(isa == RowPassIsa::Avx2 ? "avx2 " : "avx512 ") +
-                                   to_string(impl) + (dtype == torch::kFloat ? " float32" : " bfloat16") +
+          limit_simd(before);
+          const std::string what = std::string(isa == Simd::Avx2 ? "avx2 " : "avx512 ") + to_string(impl) +
+                                   (dtype == torch::kFloat ? " float32" : " bfloat16") +
                                    " causal=" + std::to_string(c.causal) + " Tq=" + std::to_string(c.tq);
           for (size_t i = 0; i < got.size(); ++i) {
             // Both paths round each exp to 1-2 ulp and sum rows of at most 150 terms in a different
@@ -198,19 +197,27 @@ TEST(Attention, SingleQueryStepAgreesWithReference) {
   reference.key_padding_mask = mask;
   const auto expected =
       attention(q.to(torch::kDouble), k.to(torch::kDouble), v.to(torch::kDouble), reference);
-  for (const std::string impl : {"standard", "memory_efficient"}) {
-    for (bool causal : {false, true}) {  // one query aligned to the end sees every key either way
-      auto options = with_impl(impl);
-      options.key_padding_mask = mask;
-      options.causal = causal;
-      torch::NoGradGuard no_grad;
-      const auto out = attention(q, k, v, options);  // [B, H, 1, Dv]
-      // 1e-5 absolute: a score's float32 error is about Dk·u·Σ|q_d k_d|·scale ≈ 20 · 6e-8 · 16 · 0.22
-      // ≈ 4e-6, which each probability carries as a relative error; outputs are weighted means of
-      // values below 5 in magnitude, so they move by a few 1e-6 (plus the float32 rounding of the sums).
-      EXPECT_TRUE(expect_close(out, expected, 1e-5, 0, impl));
-      EXPECT_TRUE(expect_close(out[2], torch::zeros_like(out[2]), 0, 0, impl + " all padding"));
+  // Each vector path this CPU has (cpu_features.h), and the portable loop.
+  for (const auto simd : {Simd::None, Simd::Avx2, Simd::Avx512}) {
+    if (simd > cpu_simd()) continue;
+    const auto before = limit_simd(simd);
+    for (const std::string impl : {"standard", "memory_efficient"}) {
+      for (bool causal : {false, true}) {  // one query aligned to the end sees every key either way
+        auto options = with_impl(impl);
+        options.key_padding_mask = mask;
+        options.causal = causal;
+        torch::NoGradGuard no_grad;
+        const auto out = attention(q, k, v, options);  // [B, H, 1, Dv]
+        const std::string what = impl + " simd " + std::to_string(static_cast<int>(simd));
+        // 1e-5 absolute: a score's float32 error is about Dk·u·Σ|q_d k_d|·scale ≈ 20 · 6e-8 · 16 · 0.22
+        // ≈ 4e-6, which each probability carries as a relative error; outputs are weighted means of
+        // values below 5 in magnitude, so they move by a few 1e-6 (plus the float32 rounding of the
+        // sums).
+        EXPECT_TRUE(expect_close(out, expected, 1e-5, 0, what));
+        EXPECT_TRUE(expect_close(out[2], torch::zeros_like(out[2]), 0, 0, what + " all padding"));
+      }
     }
+    limit_simd(before);
   }
 }
 

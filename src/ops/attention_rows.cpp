@@ -13,7 +13,6 @@
 //
 // Dimensions: a tile has n heads, bq query rows and bk keys (w = the keys of this pass).
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -183,19 +182,10 @@ using V = Avx2;
 #pragma GCC diagnostic pop
 #endif  // QKV_X86_SIMD
 
-// The widest instruction set of the fused passes that this CPU has, and the one in use (a test may
-// narrow it: limit_row_pass_isa).
-RowPassIsa widest_isa() {
-  if (cpu_has_avx512()) return RowPassIsa::Avx512;
-  return cpu_has_avx2_fma() ? RowPassIsa::Avx2 : RowPassIsa::Generic;
-}
-std::atomic<RowPassIsa> isa_limit{RowPassIsa::Avx512};
-
-// The instruction set of the fused passes for this problem: float32 accumulation on a CPU with AVX2
-// or AVX-512; Generic otherwise.
-RowPassIsa fused(const Problem& pr) {
-  if (!pr.q.is_cpu() || pr.acc().dtype() != torch::kFloat) return RowPassIsa::Generic;
-  return std::min(widest_isa(), isa_limit.load());
+// The instruction set of the fused passes for this problem: the CPU's (cpu_simd) for float32
+// accumulation on the CPU, None otherwise.
+Simd fused(const Problem& pr) {
+  return pr.q.is_cpu() && pr.acc().dtype() == torch::kFloat ? cpu_simd() : Simd::None;
 }
 
 // Runs f(passes) with the fused row passes of this problem's instruction set (a RowPasses struct of
@@ -204,10 +194,10 @@ template <class F>
 bool with_fused_passes(const Problem& pr, F&& f) {
   switch (fused(pr)) {
 #if QKV_X86_SIMD
-    case RowPassIsa::Avx512:
+    case Simd::Avx512:
       f(avx512::RowPasses{});
       return true;
-    case RowPassIsa::Avx2:
+    case Simd::Avx2:
       f(avx2::RowPasses{});
       return true;
 #endif
@@ -224,16 +214,8 @@ void add_mask(const Problem& pr, const Tile& t, torch::Tensor& s) {
 
 }  // namespace
 
-RowPassIsa cpu_row_pass_isa() {
-  return widest_isa();
-}
-
-RowPassIsa limit_row_pass_isa(RowPassIsa widest) {
-  return isa_limit.exchange(widest);
-}
-
 bool row_passes_read_visible_keys_only(const Problem& pr) {
-  return fused(pr) != RowPassIsa::Generic;
+  return fused(pr) != Simd::None;
 }
 
 void softmax_tile(const Problem& pr, const Tile& t, torch::Tensor& s) {

@@ -68,6 +68,27 @@ QKV_AVX512 void axpy_avx512(float alpha, const float* x, float* y, int64_t count
   }
 }
 
+// Whole vectors of 8 floats, then the rest one by one.
+QKV_AVX2 float dot_avx2(const float* a, const float* b, int64_t count) {
+  __m256 sum = _mm256_setzero_ps();
+  int64_t d = 0;
+  for (; d + 8 <= count; d += 8) sum = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), sum);
+  __m128 half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
+  half = _mm_add_ps(half, _mm_movehl_ps(half, half));
+  float total = _mm_cvtss_f32(_mm_add_ss(half, _mm_shuffle_ps(half, half, 1)));
+  for (; d < count; ++d) total += a[d] * b[d];
+  return total;
+}
+
+QKV_AVX2 void axpy_avx2(float alpha, const float* x, float* y, int64_t count) {
+  const __m256 a = _mm256_set1_ps(alpha);
+  int64_t d = 0;
+  for (; d + 8 <= count; d += 8) {
+    _mm256_storeu_ps(y + d, _mm256_fmadd_ps(a, _mm256_loadu_ps(x + d), _mm256_loadu_ps(y + d)));
+  }
+  for (; d < count; ++d) y[d] += alpha * x[d];
+}
+
 #pragma GCC diagnostic pop
 #endif
 
@@ -123,13 +144,18 @@ torch::Tensor single_query_forward(const Problem& pr) {
       }
     });
   };
+  switch (cpu_simd()) {
 #if QKV_X86_SIMD
-  if (cpu_has_avx512()) {
-    run(dot_avx512, axpy_avx512);
-    return out;
-  }
+    case Simd::Avx512:
+      run(dot_avx512, axpy_avx512);
+      break;
+    case Simd::Avx2:
+      run(dot_avx2, axpy_avx2);
+      break;
 #endif
-  run(dot_generic, axpy_generic);
+    default:
+      run(dot_generic, axpy_generic);
+  }
   return out;
 }
 

@@ -96,14 +96,6 @@ void for_each_tile(const Problem& pr, const TilePlan& plan, TileOrder order, F&&
 std::vector<Tile> visible_blocks(const Problem& pr, const TilePlan& plan, int64_t n0, int64_t n1, int64_t i0,
                                  int64_t i1, bool skip_padded = true);
 
-// The instruction set of the fused CPU row passes (attention_rows.cpp): the widest this CPU has, on
-// float32 accumulation; Generic = libtorch's tensor ops (float64, CUDA, CPUs without AVX2 and FMA).
-enum class RowPassIsa { Generic, Avx2, Avx512 };
-RowPassIsa cpu_row_pass_isa();  // the widest this CPU has
-// Caps the instruction set the row passes use from now on (for tests that compare them) and returns
-// the previous cap. The default cap is Avx512, i.e. none.
-RowPassIsa limit_row_pass_isa(RowPassIsa widest);
-
 // Whether the row passes below work on one rectangle of a tile without reading the others (the fused
 // CPU passes read only each row's visible keys; the generic ones read whole rows).
 bool row_passes_read_visible_keys_only(const Problem& pr);

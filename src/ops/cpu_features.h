@@ -20,9 +20,21 @@
 
 namespace qkv {
 
-// Whether this CPU runs code compiled under QKV_AVX512 (all four parts) and QKV_AVX2. Both false
-// where QKV_X86_SIMD is 0.
-bool cpu_has_avx512();
-bool cpu_has_avx2_fma();
+// The instruction sets of the vector paths, narrowest first: None = the portable loops.
+enum class Simd { None, Avx2, Avx512 };
+
+// The widest set this CPU runs (code compiled under QKV_AVX2 or QKV_AVX512: every part of it), within
+// the cap of limit_simd. None where QKV_X86_SIMD is 0.
+Simd cpu_simd();
+inline bool cpu_has_avx512() {
+  return cpu_simd() >= Simd::Avx512;
+}
+inline bool cpu_has_avx2_fma() {
+  return cpu_simd() >= Simd::Avx2;
+}
+
+// Caps what cpu_simd() reports from now on, in every thread, and returns the previous cap (Avx512 at
+// the start, i.e. none): for tests that run each path a CPU has against the portable one.
+Simd limit_simd(Simd widest);
 
 }  // namespace qkv
