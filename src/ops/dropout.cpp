@@ -7,8 +7,9 @@
 // tensors past 2^32 elements from repeating. The multipliers are odd and below 2^31, so that the
 // generic path below can run the same arithmetic in int64 tensors without overflow.
 //
-// Two implementations of the one function: an AVX-512 loop for contiguous float32 on the CPU, and
-// libtorch integer tensor ops elsewhere (other dtypes, CUDA). Both give the same mask.
+// Two implementations of the one function: a vector loop for float32 on the CPU (AVX-512 or AVX2,
+// whichever the CPU has), and libtorch integer tensor ops elsewhere (other dtypes, CUDA, older CPUs).
+// Both give the same mask.
 #include "ops/dropout.h"
 
 #include <cmath>
@@ -102,24 +103,68 @@ QKV_AVX512 void dropout_avx512(const float* in, float* out, int64_t first, int64
   }
 }
 
+// The same loop in 8 lanes. AVX2 compares only signed integers, and has no compare-into-mask: the
+// unsigned comparisons flip the sign bits as above, and a comparison's result is a vector of lanes
+// that are all ones (true) or all zeros.
+QKV_AVX2 inline __m256i fmix8(__m256i x) {
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(static_cast<int>(kMix1)));
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(static_cast<int>(kMix2)));
+  return _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+}
+
+QKV_AVX2 void dropout_avx2(const float* in, float* out, int64_t first, int64_t count, uint64_t seed,
+                           uint32_t threshold, float scale) {
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i seed_lo = _mm256_set1_epi32(static_cast<int>(seed & kLow32));
+  const __m256i seed_hi = _mm256_set1_epi32(static_cast<int>(seed >> 32));
+  const __m256i flip = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+  const __m256i limit = _mm256_xor_si256(_mm256_set1_epi32(static_cast<int>(threshold)), flip);
+  const __m256 factor = _mm256_set1_ps(scale);
+  for (int64_t i = 0; i < count; i += 8) {
+    const int64_t e = first + i;
+    const __m256i base = _mm256_set1_epi32(static_cast<int>(e & kLow32));
+    const __m256i lo = _mm256_add_epi32(base, lanes);
+    // A lane wrapped when its low half is below the block's first (unsigned): its high half is one more
+    // (subtracting the all-ones lanes adds 1).
+    const __m256i wrapped = _mm256_cmpgt_epi32(_mm256_xor_si256(base, flip), _mm256_xor_si256(lo, flip));
+    const __m256i hi = _mm256_sub_epi32(_mm256_set1_epi32(static_cast<int>(e >> 32)), wrapped);
+    __m256i h = _mm256_mullo_epi32(lo, _mm256_set1_epi32(static_cast<int>(kIndexMultiplier)));
+    h = fmix8(_mm256_xor_si256(h, seed_lo));
+    h = fmix8(_mm256_xor_si256(_mm256_xor_si256(h, hi), seed_hi));
+    // Dropped where h < threshold (unsigned); a dropped lane is 0 whatever x holds, as above.
+    const __m256 dropped = _mm256_castsi256_ps(_mm256_cmpgt_epi32(limit, _mm256_xor_si256(h, flip)));
+    if (count - i >= 8) {
+      _mm256_storeu_ps(out + i, _mm256_andnot_ps(dropped, _mm256_mul_ps(_mm256_loadu_ps(in + i), factor)));
+    } else {
+      const int32_t rest = static_cast<int32_t>(count - i);
+      const __m256i k = _mm256_cmpgt_epi32(_mm256_set1_epi32(rest), lanes);
+      const __m256 x = _mm256_maskload_ps(in + i, k);
+      _mm256_maskstore_ps(out + i, k, _mm256_andnot_ps(dropped, _mm256_mul_ps(x, factor)));
+    }
+  }
+}
+
 #pragma GCC diagnostic pop
 #endif
 
 // x ∘ mask(seed, p), x of any shape, the mask over x's elements in row-major order.
 torch::Tensor apply_mask(const torch::Tensor& x, int64_t seed, double p) {
 #if QKV_X86_SIMD
-  if (x.is_cpu() && x.scalar_type() == torch::kFloat && cpu_has_avx512()) {
+  const Simd simd = cpu_simd();
+  if (x.is_cpu() && x.scalar_type() == torch::kFloat && simd != Simd::None) {
     const auto in = x.contiguous();
     auto out = torch::empty_like(in);
     const float* src = in.data_ptr<float>();
     float* dst = out.data_ptr<float>();
     const uint32_t threshold = drop_threshold(p);
     const auto scale = static_cast<float>(1.0 / (1.0 - p));
+    const auto loop = simd == Simd::Avx512 ? dropout_avx512 : dropout_avx2;
     // Every element hashes its own index, so any split over the threads gives the same mask.
     constexpr int64_t kGrain = int64_t{1} << 14;
     at::parallel_for(0, in.numel(), kGrain, [&](int64_t begin, int64_t end) {
-      dropout_avx512(src + begin, dst + begin, begin, end - begin, static_cast<uint64_t>(seed), threshold,
-                     scale);
+      loop(src + begin, dst + begin, begin, end - begin, static_cast<uint64_t>(seed), threshold, scale);
     });
     return out;
   }
