@@ -132,6 +132,23 @@ TEST(Sgemm, AllTransposesMatchMm) {
   }
 }
 
+// A and B may be views whose rows lie further apart than their length (the padded transposed
+// weights of a FixedWeightsScope are such views): every transpose against torch::mm.
+TEST(Sgemm, RowStridedOperandsMatchMm) {
+  torch::manual_seed(7);
+  auto rows_of = [](int64_t rows, int64_t cols) { return torch::randn({rows, cols + 5}).narrow(1, 0, cols); };
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      auto a = ta ? rows_of(7, 5) : rows_of(5, 7);  // op(A) [5, 7]
+      auto b = tb ? rows_of(3, 7) : rows_of(7, 3);  // op(B) [7, 3]
+      ASSERT_FALSE(a.is_contiguous());
+      auto c = torch::empty({5, 3});
+      sgemm(ta, tb, a, b, c);
+      expect_close(c, torch::mm(ta ? a.t() : a, tb ? b.t() : b), "row-strided sgemm");
+    }
+  }
+}
+
 // batched_gemm on tiles of larger tensors (row strides wider than the rows), every transpose, β 0
 // over a NaN-filled C (C's old contents must be ignored) and β 1, in float32 (oneDNN) and float64.
 TEST(BatchedGemm, StridedTilesMatchBmm) {

@@ -30,13 +30,15 @@ torch::Tensor gemm_linear(const torch::Tensor& x, const torch::Tensor& weight,
 
 // A scope (per thread, nestable) in which the weights stay as they are, as in decoding. Inside it,
 // a linear layer with few rows (at most kFewRows) and no gradient to record multiplies by a
-// transposed copy of its weight, [I, O], made once per scope and weight: x W' with W' = Wᵀ stored.
-// oneDNN's sgemm is slow at x Wᵀ with W as stored ([O, I]) when x has few rows: for 32 rows,
-// I = 512, O = 1536 it ran 135 GFLOP/s on this machine's 2 cores against 470 for x W', and the
-// output projection (O = 32,000) 125 against 350. With many rows the two are within noise (433 and
-// 424 at 1,536 rows), so training never needs the copies. A weight updated in place inside the scope
-// (its version counter moves) gets a fresh copy. Nested scopes share the outermost one's copies, so
-// a scope around many decoding calls (a test set's batches) makes each copy once.
+// transposed copy of its weight, [I, O] with its rows a little more than O apart (gemm.cpp says
+// why), made once per scope and weight: x W' with W' = Wᵀ stored. oneDNN's sgemm is slow at x Wᵀ
+// with W as stored ([O, I]) when x has few rows: for 32 rows, I = 512, O = 1536 it ran 135 GFLOP/s
+// on a Zen 4's 2 cores (AVX-512) against 470 for x W', and the output projection (O = 32,000) 125
+// against 350; on a Zen 3's (AVX2) 110 against 122 and 85 against 123. With many rows the two are
+// within noise (433 and 424 at 1,536 rows), so training never needs the copies. A weight updated in
+// place inside the scope (its version counter moves) gets a fresh copy. Nested scopes share the
+// outermost one's copies, so a scope around many decoding calls (a test set's batches) makes each
+// copy once.
 class FixedWeightsScope {
  public:
   static constexpr int64_t kFewRows = 256;
@@ -61,7 +63,8 @@ bool onednn_bf16_gemm_available();
 // float32 while A and B are bfloat16 or float16 ("mixed": the products of the low-precision inputs
 // are accumulated and returned in float32, never rounded to the inputs' precision on the way).
 //
-// Row-major C = α·op(A)·op(B) + β·C on contiguous matrices, op = transpose when t_* is true: A is
+// Row-major C = α·op(A)·op(B) + β·C, op = transpose when t_* is true, on matrices whose rows are
+// contiguous (A and B may have rows further apart than their length; C is contiguous): A is
 // [M, K] (or [K, M] transposed), B is [K, N] (or [N, K]), C is [M, N]. Paths: float32 on the CPU
 // through oneDNN's sgemm, mixed bfloat16 on the CPU through oneDNN's gemm_bf16bf16f32, everything
 // else (other dtypes, CUDA, no oneDNN) through torch::addmm_, with A and B upcast to float32 in the
