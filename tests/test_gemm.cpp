@@ -149,6 +149,23 @@ TEST(Sgemm, RowStridedOperandsMatchMm) {
   }
 }
 
+// Padded rows hold the row and end on an odd number of 64-byte cache lines (never a multiple of
+// 128 bytes, so never of 1 KiB), in float32 and bfloat16, and pad as little as that allows.
+TEST(Sgemm, PaddedRowLengthsAreAnOddNumberOfCacheLines) {
+  for (int64_t element_size : {4, 2}) {
+    const int64_t per_line = 64 / element_size;
+    for (int64_t cols : {1, 15, 16, 17, 31, 32, 33, 64, 512, 1000, 1024, 2048, 32000}) {
+      const int64_t ld = padded_row_length(cols, element_size);
+      EXPECT_GE(ld, cols);
+      EXPECT_EQ(ld % per_line, 0) << cols;
+      EXPECT_EQ((ld / per_line) % 2, 1) << cols;
+      EXPECT_LT(ld, cols + 2 * per_line) << cols;
+    }
+  }
+  EXPECT_EQ(padded_row_length(512, 4), 528);
+  EXPECT_EQ(padded_row_length(1000, 4), 1008);  // 63 lines: already odd
+}
+
 // batched_gemm on tiles of larger tensors (row strides wider than the rows), every transpose, β 0
 // over a NaN-filled C (C's old contents must be ignored) and β 1, in float32 (oneDNN) and float64.
 TEST(BatchedGemm, StridedTilesMatchBmm) {

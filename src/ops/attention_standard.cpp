@@ -26,8 +26,10 @@ namespace qkv::detail {
 namespace {
 
 // Where P is kept: head by head, each head's query blocks one after the other, block b holding its
-// rows × the keys the causal mask leaves it (ke_b = all Tk keys without one). The tile of heads
-// [n0, n1) and block b is then one contiguous [n, bq_b, ke_b] at n0·per_head + n·before[b].
+// rows × the keys the causal mask leaves it (ke_b = all Tk keys without one), each row padded to
+// ld_b = padded_row_length(ke_b) elements (gemm.h: the products Pᵀ dO read P down its columns). The
+// tile of heads [n0, n1) and block b is then the [n, bq_b, ke_b] view of the contiguous
+// [n, bq_b, ld_b] at n0·per_head + n·before[b].
 class ProbsLayout {
  public:
   ProbsLayout(const Problem& pr, const TilePlan& plan) : rows_(plan.rows) {
@@ -35,7 +37,8 @@ class ProbsLayout {
       const int64_t i1 = std::min(i0 + plan.rows, pr.tq());
       before_.push_back(per_head_);
       keys_.push_back(pr.key_end(i1));
-      per_head_ += (i1 - i0) * keys_.back();
+      lds_.push_back(padded_row_length(keys_.back(), pr.q.element_size()));
+      per_head_ += (i1 - i0) * lds_.back();
     }
   }
   int64_t elements(const Problem& pr) const { return pr.n() * per_head_; }
@@ -43,12 +46,14 @@ class ProbsLayout {
   torch::Tensor tile(const torch::Tensor& flat, int64_t n0, int64_t n1, int64_t i0, int64_t i1) const {
     const auto b = static_cast<size_t>(i0 / rows_);
     const int64_t n = n1 - n0, start = n0 * per_head_ + n * before_[b];
-    return flat.slice(0, start, start + n * (i1 - i0) * keys_[b]).view({n, i1 - i0, keys_[b]});
+    return flat.slice(0, start, start + n * (i1 - i0) * lds_[b])
+        .view({n, i1 - i0, lds_[b]})
+        .narrow(2, 0, keys_[b]);
   }
 
  private:
   int64_t rows_, per_head_ = 0;
-  std::vector<int64_t> before_, keys_;
+  std::vector<int64_t> before_, keys_, lds_;
 };
 
 // Passes 1 and 2 of one tile: P = softmax(S), S = scale·Q Kᵀ + mask, written into p [n, bq, ke].
@@ -63,6 +68,16 @@ void probabilities_tile(const Problem& pr, const Tile& t, torch::Tensor& p) {
 std::vector<Tile> rectangles(const Problem& pr, const TilePlan& plan, const Tile& whole) {
   if (!row_passes_read_visible_keys_only(pr)) return {whole};
   return visible_blocks(pr, plan, whole.n0, whole.n1, whole.i0, whole.i1, /*skip_padded=*/false);
+}
+
+// An uninitialised [n, rows, cols] tensor of `options` with padded rows (padded_row_length), carved
+// from the front of `buffer` when given (which must hold enough elements).
+torch::Tensor padded_rows(int64_t n, int64_t rows, int64_t cols, const torch::TensorOptions& options,
+                          const torch::Tensor& buffer = {}) {
+  const int64_t ld = padded_row_length(cols, static_cast<int64_t>(options.dtype().itemsize()));
+  auto storage = buffer.defined() ? buffer.slice(0, 0, n * rows * ld).view({n, rows, ld})
+                                  : torch::empty({n, rows, ld}, options);
+  return storage.narrow(2, 0, cols);
 }
 
 // The [n, rows, keys] view of block t inside x, a [n, bq, ke] tile of `whole`.
@@ -156,14 +171,15 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> standard_backward(const 
     if (ke == 0) return;  // no row sees a key: no gradient
     const Tile whole{n0, n1, i0, i1, 0, ke};
     const auto p_tile = layout.tile(probs, n0, n1, i0, i1).slice(2, 0, ke);  // [n, bq, ke]
-    auto dp_buffer = torch::empty({(n1 - n0) * (i1 - i0) * ke}, acc);        // dP̃ of a block
+    auto dp_buffer = torch::empty({(n1 - n0) * (i1 - i0) * padded_row_length(ke, static_cast<int64_t>(acc.dtype().itemsize()))},
+                                  acc);  // dP̃ of a block (a rectangle's padded rows are no longer)
     for (const Tile& t : rectangles(pr, plan, whole)) {
       const auto rows = [&](const torch::Tensor& x) { return x.slice(0, n0, n1).slice(1, t.i0, t.i1); };
       const auto keys = [&](const torch::Tensor& x) { return x.slice(0, n0, n1).slice(1, t.j0, t.j1); };
       auto p = block_of(p_tile, whole, t);                         // [n, rows, bk]
       auto d_out = rows(grad_out), q = rows(pr.q);                 // [n, rows, Dv], [n, rows, Dk]
       auto k = keys(pr.k), v = keys(pr.v);                         // [n, bk, Dk], [n, bk, Dv]
-      auto dp = dp_buffer.slice(0, 0, p.numel()).view(p.sizes());  // [n, rows, bk]
+      auto dp = padded_rows(n1 - n0, t.i1 - t.i0, t.j1 - t.j0, acc, dp_buffer);  // [n, rows, bk]
       batched_gemm(false, true, d_out, v, dp);                     // dP̃ = dO Vᵀ
       auto p_used = p;                                             // P̃
       if (pr.dropout_p > 0) {

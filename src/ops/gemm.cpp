@@ -32,19 +32,13 @@ namespace {
 
 thread_local FixedWeightsScope::State* innermost_fixed = nullptr;  // the outermost scope's
 
-// Wᵀ as an [I, O] view whose rows lie `row_stride` elements apart. The stride is padded to an odd
-// multiple of 64 bytes (one cache line): with the rows exactly O apart, the usual O = 512, 2048 or
-// 32,000 put them a multiple of 1 KiB apart, the columns that one step of the product reads fall into
-// the same few cache sets and evict one another, and oneDNN's sgemm ran x W' at half its speed on an
-// AVX2 CPU (Zen 3, 32 rows, I = 512, O = 2048: 84 GFLOP/s; padded, 184; x Wᵀ from W as stored, 154).
+// Wᵀ as an [I, O] view with padded rows (padded_row_length): with rows exactly O = 512, 2048 or
+// 32,000 apart, oneDNN's sgemm ran x W' at half its speed on an AVX2 CPU (Zen 3, 32 rows, I = 512,
+// O = 2048: 84 GFLOP/s; padded, 184; x Wᵀ from W as stored, 154).
 torch::Tensor padded_transpose(const torch::Tensor& w) {
   const int64_t out = w.size(0), in = w.size(1);
-  const int64_t per_line = std::max<int64_t>(64 / w.element_size(), 1);  // elements in a cache line
-  int64_t lines = (out + per_line - 1) / per_line;
-  if (lines % 2 == 0) ++lines;
-  auto storage = torch::empty({in, lines * per_line}, w.options());
-  auto transposed = storage.narrow(1, 0, out);  // [I, O], rows lines·per_line apart
-  transposed.copy_(w.t());
+  auto transposed = torch::empty({in, padded_row_length(out, w.element_size())}, w.options()).narrow(1, 0, out);
+  transposed.copy_(w.t());  // [I, O]
   return transposed;
 }
 
@@ -222,6 +216,13 @@ FixedWeightsScope::FixedWeightsScope() {
 
 FixedWeightsScope::~FixedWeightsScope() {
   if (state_) innermost_fixed = nullptr;
+}
+
+int64_t padded_row_length(int64_t cols, int64_t element_size) {
+  const int64_t per_line = std::max<int64_t>(64 / element_size, 1);  // elements in a cache line
+  int64_t lines = (std::max<int64_t>(cols, 1) + per_line - 1) / per_line;
+  if (lines % 2 == 0) ++lines;
+  return lines * per_line;
 }
 
 bool onednn_sgemm_available() {

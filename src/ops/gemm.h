@@ -53,6 +53,15 @@ class FixedWeightsScope {
   std::unique_ptr<State> state_;
 };
 
+// A row length, in elements, for a matrix that products read down its columns: at least `cols`
+// elements of `element_size` bytes, rounded up to an odd number of 64-byte cache lines. Rows exactly
+// 512 or 1,024 floats long (the usual widths) lie a multiple of 1 KiB apart, so a column's elements
+// fall into a few cache sets and evict one another: on a Zen 3, one thread, oneDNN's sgemm ran
+// Pᵀ·dO (P [32, 1,024] rows 1,024 apart, dO [32, 64]) at 52 GFLOP/s, and at 92 with the rows
+// 1,040 apart. Such a matrix is allocated [rows, padded_row_length(cols)] and used through
+// narrow(1, 0, cols).
+int64_t padded_row_length(int64_t cols, int64_t element_size);
+
 // True when oneDNN's sgemm was found (then float32 CPU products go through it).
 bool onednn_sgemm_available();
 // True when oneDNN's gemm_bf16bf16f32 was found and runs on this CPU (then bfloat16 × bfloat16 →
