@@ -171,8 +171,9 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> standard_backward(const 
     if (ke == 0) return;  // no row sees a key: no gradient
     const Tile whole{n0, n1, i0, i1, 0, ke};
     const auto p_tile = layout.tile(probs, n0, n1, i0, i1).slice(2, 0, ke);  // [n, bq, ke]
-    auto dp_buffer = torch::empty({(n1 - n0) * (i1 - i0) * padded_row_length(ke, static_cast<int64_t>(acc.dtype().itemsize()))},
-                                  acc);  // dP̃ of a block (a rectangle's padded rows are no longer)
+    // dP̃ of a block: no rectangle's padded rows are longer than the whole tile's.
+    const int64_t dp_ld = padded_row_length(ke, static_cast<int64_t>(acc.dtype().itemsize()));
+    auto dp_buffer = torch::empty({(n1 - n0) * (i1 - i0) * dp_ld}, acc);
     for (const Tile& t : rectangles(pr, plan, whole)) {
       const auto rows = [&](const torch::Tensor& x) { return x.slice(0, n0, n1).slice(1, t.i0, t.i1); };
       const auto keys = [&](const torch::Tensor& x) { return x.slice(0, n0, n1).slice(1, t.j0, t.j1); };

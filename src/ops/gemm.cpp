@@ -37,8 +37,9 @@ thread_local FixedWeightsScope::State* innermost_fixed = nullptr;  // the outerm
 // O = 2048: 84 GFLOP/s; padded, 184; x Wᵀ from W as stored, 154).
 torch::Tensor padded_transpose(const torch::Tensor& w) {
   const int64_t out = w.size(0), in = w.size(1);
-  auto transposed = torch::empty({in, padded_row_length(out, w.element_size())}, w.options()).narrow(1, 0, out);
-  transposed.copy_(w.t());  // [I, O]
+  const int64_t ld = padded_row_length(out, w.element_size());
+  auto transposed = torch::empty({in, ld}, w.options()).narrow(1, 0, out);  // [I, O]
+  transposed.copy_(w.t());
   return transposed;
 }
 
