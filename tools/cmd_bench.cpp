@@ -28,6 +28,7 @@
 #include "config/load.h"
 #include "ops/attention.h"
 #include "ops/gemm.h"
+#include "runtime/heap.h"
 #include "runtime/threads.h"
 #include "sgemm_rate.h"
 
@@ -215,9 +216,10 @@ void bench_attention(const BenchOptions& o) {
   counting_allocator();  // before any tensor of the benchmark exists
   torch::manual_seed(0);
   if (!o.json) {
-    fmt::print("[bench] attention B={} H={} Dk={} Dv={} {}{}{}, median of {} interleaved runs; {}\n", o.batch,
+    fmt::print("[bench] attention B={} H={} Dk={} Dv={} {}{}{}, median of {} interleaved runs; {}; {}\n", o.batch,
                o.heads, o.dk, o.dv, o.dtype, o.causal ? " causal" : "",
-               o.dropout > 0 ? fmt::format(" dropout={}", o.dropout) : "", o.repetitions, describe_threads());
+               o.dropout > 0 ? fmt::format(" dropout={}", o.dropout) : "", o.repetitions, describe_threads(),
+               describe(heap_policy()));
   }
   const SgemmRates sgemm = measure_sgemm(5);
   const double bf16_gemm = o.dtype == "bfloat16" ? measure_bf16_gemm(5) : 0.0;

@@ -31,6 +31,7 @@
 #include "model/decoding.h"
 #include "ops/gemm.h"
 #include "peer_script.h"
+#include "runtime/heap.h"
 #include "runtime/threads.h"
 
 namespace qkv {
@@ -261,9 +262,9 @@ void bench_decode(const DecodeBenchOptions& o) {
   if (!o.json) {
     fmt::print(
         "[bench] decode: d_model {}, {}+{} layers, {} heads, d_ff {}, vocabulary {}; {} sentences of {} "
-        "tokens -> {} tokens each; median of {} runs; {}\n",
+        "tokens -> {} tokens each; median of {} runs; {}; {}\n",
         o.d_model, o.layers, o.layers, o.heads, o.d_ff, o.vocab, o.sentences, o.src_len, o.out_len,
-        o.repetitions, describe_threads());
+        o.repetitions, describe_threads(), describe(heap_policy()));
   }
   std::vector<SearchResult> results;
   for (int64_t beam : o.beams) {

@@ -31,6 +31,7 @@
 #include "data/batching.h"
 #include "data/dataset.h"
 #include "peer_script.h"
+#include "runtime/heap.h"
 #include "runtime/threads.h"
 #include "sgemm_rate.h"
 #include "synthetic_batch.h"
@@ -172,7 +173,7 @@ void print_report(const Config& config, int64_t vocab, const Batch& batch, const
       "smoothing {}, Adam; {} timed steps after {} warm-up\n",
       batch.src.size(0), batch.src.size(1), batch.tgt_in.size(1), batch.tgt_tokens, m.dropout,
       config.train.label_smoothing, args.steps, args.warmup);
-  fmt::print("{}\n", describe_threads());
+  fmt::print("{}; {}\n", describe_threads(), describe(heap_policy()));
   fmt::print("{}\n\n", rates.describe());
   const double sgemm = rates.best();
   fmt::print("{:<22} {:>12} {:>10} {:>9} {:>7}\n", "", "tokens/s", "ms/step", "GFLOP/s", "%sgemm");

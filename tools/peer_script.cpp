@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "reproduce/plot_script.h"
+#include "runtime/heap.h"
 
 namespace qkv::cli {
 namespace {
@@ -26,7 +27,9 @@ std::string find_peer_script(const std::string& name, const std::string& path) {
 
 nlohmann::json run_peer_script(const std::string& python, const std::string& script,
                                const std::vector<std::string>& args) {
-  std::string command = shell_quote(python) + " " + shell_quote(script);
+  // The peer runs under this process's heap policy (runtime/heap.h), so neither side pays page faults
+  // that the other does not.
+  std::string command = heap_policy_environment() + shell_quote(python) + " " + shell_quote(script);
   for (const auto& arg : args) command += " " + shell_quote(arg);
   command += " 2>&1";
   std::fflush(nullptr);  // our lines first

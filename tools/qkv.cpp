@@ -13,6 +13,7 @@
 #include "base/error.h"
 #include "cli.h"
 #include "dist/launch.h"
+#include "runtime/heap.h"
 #include "runtime/signals.h"
 #include "runtime/threads.h"
 
@@ -37,6 +38,8 @@ int exit_status() {
 }  // namespace qkv::cli
 
 int main(int argc, char** argv) {
+  // Before any big allocation: freed blocks stay in the heap for the next training step (runtime/heap.h).
+  qkv::keep_freed_memory();
   // Under a file size limit (ulimit -f) a write past it would kill the program with SIGXFSZ; ignored,
   // the write fails with EFBIG and a save reports it like a full disk (one line, exit 1).
   std::signal(SIGXFSZ, SIG_IGN);
