@@ -43,7 +43,9 @@ void axpy_generic(float alpha, const float* x, float* y, int64_t count) {
 // as uninitialised once inlined (GCC bug 105593): not a defect of this code.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#ifndef __clang__
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 QKV_AVX512 inline __mmask16 lanes(int64_t count) {
   return count >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << count) - 1u);

@@ -63,7 +63,9 @@ torch::Tensor generic_mask(int64_t seed, double p, int64_t count, const torch::T
 // as uninitialised once inlined (GCC bug 105593): not a defect of this code.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#ifndef __clang__
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 QKV_AVX512 inline __m512i fmix16(__m512i x) {
   x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));

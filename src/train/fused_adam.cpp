@@ -45,7 +45,9 @@ Coefficients coefficients(const AdamOptions& o, int64_t step) {
 // as uninitialised once inlined (GCC bug 105593): not a defect of this code.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#ifndef __clang__
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 // The update of 16 elements (the lanes of k) at p, g, m, v. The tail of a chunk goes through the same
 // instructions with fewer lanes, so every element's result is independent of where chunks begin.
