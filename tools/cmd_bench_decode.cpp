@@ -226,12 +226,13 @@ void print_table(const std::vector<SearchResult>& results, const std::optional<n
   const double tokens = static_cast<double>(o.sentences * o.out_len);
   const std::string peer_name =
       peer ? fmt::format("pytorch {}", peer->at("torch_version").get<std::string>()) : "";
-  fmt::print("{:<8} {:<14} {:>9} {:>12} {:>10} {:>9}\n", "search", "path", "seconds", "sentences/s",
-             "tokens/s", "speed-up");
+  const size_t path_width = std::max<size_t>(14, peer_name.size());  // "pytorch 1.13.0a0" is 16
+  fmt::print("{:<8} {:<{}} {:>9} {:>12} {:>10} {:>9}\n", "search", "path", path_width, "seconds",
+             "sentences/s", "tokens/s", "speed-up");
   for (const auto& r : results) {
     auto row = [&](const std::string& path, double seconds) {
-      fmt::print("{:<8} {:<14} {:>9.3f} {:>12.1f} {:>10.0f} {:>8.2f}x\n", search_name(r.beam), path, seconds,
-                 o.sentences / seconds, tokens / seconds, r.recomputed.seconds / seconds);
+      fmt::print("{:<8} {:<{}} {:>9.3f} {:>12.1f} {:>10.0f} {:>8.2f}x\n", search_name(r.beam), path,
+                 path_width, seconds, o.sentences / seconds, tokens / seconds, r.recomputed.seconds / seconds);
     };
     row("cached", r.cached.seconds);
     row("recompute", r.recomputed.seconds);
