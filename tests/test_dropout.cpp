@@ -63,6 +63,37 @@ TEST(Dropout, VectorisedAndGenericPathsAgree) {
   }
 }
 
+// Elements past 2^32: the hash takes the index's low and high 32-bit halves separately, and a vector
+// of lanes whose low halves wrap to 0 must carry one into their high halves. Each vector loop this CPU
+// has, on ranges that cross 2^32 and 3·2^32 in mid-vector and end in a partial vector, against the
+// generic path (float64 tensors of 64-bit indices).
+TEST(Dropout, IndicesPastTwoToThe32) {
+  constexpr int64_t kTwo32 = int64_t{1} << 32;
+  constexpr int64_t kSeed = 0x1234567887654321LL, kCount = 101;
+  constexpr double kP = 0.5;
+  torch::manual_seed(13);
+  const auto x = torch::randn({kCount});  // [count], no zeros
+  for (const int64_t first : {kTwo32 - 37, 3 * kTwo32 - 5}) {
+    const auto expected =
+        x.to(torch::kDouble) * detail::dropout_mask(kSeed, kP, kCount, torch::kDouble, first);
+    // The high half enters the hash: the same low halves one 2^32 lower draw another mask.
+    const auto lower = detail::dropout_mask(kSeed, kP, kCount, torch::kDouble, first - kTwo32);
+    EXPECT_FALSE(torch::equal(expected.ne(0.0), lower.ne(0.0))) << first;
+    for (const auto simd : {Simd::None, Simd::Avx2, Simd::Avx512}) {
+      if (simd > cpu_simd()) continue;
+      const auto before = limit_simd(simd);
+      auto y = torch::empty_like(x);
+      detail::dropout_float_range(x.data_ptr<float>(), y.data_ptr<float>(), first, kCount, kSeed, kP);
+      limit_simd(before);
+      const std::string what =
+          "first " + std::to_string(first) + ", simd " + std::to_string(static_cast<int>(simd));
+      EXPECT_TRUE(torch::equal(y.ne(0.0f), expected.ne(0.0))) << what;
+      // Kept values: x·2 is exact in float32 and float64.
+      EXPECT_TRUE(torch::equal(y.to(torch::kDouble), expected)) << what;
+    }
+  }
+}
+
 TEST(Dropout, ReproducibleFromTheDefaultGenerator) {
   const auto x = torch::randn({4096});
   torch::manual_seed(1);

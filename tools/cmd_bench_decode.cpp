@@ -232,7 +232,8 @@ void print_table(const std::vector<SearchResult>& results, const std::optional<n
   for (const auto& r : results) {
     auto row = [&](const std::string& path, double seconds) {
       fmt::print("{:<8} {:<{}} {:>9.3f} {:>12.1f} {:>10.0f} {:>8.2f}x\n", search_name(r.beam), path,
-                 path_width, seconds, o.sentences / seconds, tokens / seconds, r.recomputed.seconds / seconds);
+                 path_width, seconds, o.sentences / seconds, tokens / seconds,
+                 r.recomputed.seconds / seconds);
     };
     row("cached", r.cached.seconds);
     row("recompute", r.recomputed.seconds);

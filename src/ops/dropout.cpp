@@ -48,8 +48,9 @@ torch::Tensor fmix_(torch::Tensor x) {
   return x;
 }
 
-torch::Tensor generic_mask(int64_t seed, double p, int64_t count, const torch::TensorOptions& options) {
-  const auto e = torch::arange(count, options.dtype(torch::kLong));  // [count]
+torch::Tensor generic_mask(int64_t seed, double p, int64_t first, int64_t count,
+                           const torch::TensorOptions& options) {
+  const auto e = torch::arange(first, first + count, options.dtype(torch::kLong));  // [count]
   auto h = e.bitwise_and(kLow32).mul_(int64_t{kIndexMultiplier}).bitwise_and_(kLow32);
   h = fmix_(h.bitwise_xor_(seed & kLow32));
   h = fmix_(h.bitwise_xor_(e.bitwise_right_shift(32)).bitwise_xor_((seed >> 32) & kLow32));
@@ -153,24 +154,18 @@ QKV_AVX2 void dropout_avx2(const float* in, float* out, int64_t first, int64_t c
 
 // x ∘ mask(seed, p), x of any shape, the mask over x's elements in row-major order.
 torch::Tensor apply_mask(const torch::Tensor& x, int64_t seed, double p) {
-#if QKV_X86_SIMD
-  const Simd simd = cpu_simd();
-  if (x.is_cpu() && x.scalar_type() == torch::kFloat && simd != Simd::None) {
+  if (x.is_cpu() && x.scalar_type() == torch::kFloat) {
     const auto in = x.contiguous();
     auto out = torch::empty_like(in);
     const float* src = in.data_ptr<float>();
     float* dst = out.data_ptr<float>();
-    const uint32_t threshold = drop_threshold(p);
-    const auto scale = static_cast<float>(1.0 / (1.0 - p));
-    const auto loop = simd == Simd::Avx512 ? dropout_avx512 : dropout_avx2;
     // Every element hashes its own index, so any split over the threads gives the same mask.
     constexpr int64_t kGrain = int64_t{1} << 14;
     at::parallel_for(0, in.numel(), kGrain, [&](int64_t begin, int64_t end) {
-      loop(src + begin, dst + begin, begin, end - begin, static_cast<uint64_t>(seed), threshold, scale);
+      detail::dropout_float_range(src + begin, dst + begin, begin, end - begin, seed, p);
     });
     return out;
   }
-#endif
   // The mask in float32 at least, so that 1/(1 - p) is not rounded to a low-precision dtype.
   const auto mask_dtype = c10::promoteTypes(x.scalar_type(), torch::kFloat);
   auto mask = detail::dropout_mask(seed, p, x.numel(), x.options().dtype(mask_dtype));
@@ -197,8 +192,24 @@ struct DropoutFunction : torch::autograd::Function<DropoutFunction> {
 
 namespace detail {
 
-torch::Tensor dropout_mask(int64_t seed, double p, int64_t count, const torch::TensorOptions& options) {
-  return generic_mask(seed, p, count, options);
+torch::Tensor dropout_mask(int64_t seed, double p, int64_t count, const torch::TensorOptions& options,
+                           int64_t first) {
+  return generic_mask(seed, p, first, count, options);
+}
+
+void dropout_float_range(const float* in, float* out, int64_t first, int64_t count, int64_t seed, double p) {
+#if QKV_X86_SIMD
+  const Simd simd = cpu_simd();
+  if (simd != Simd::None) {
+    const auto loop = simd == Simd::Avx512 ? dropout_avx512 : dropout_avx2;
+    loop(in, out, first, count, static_cast<uint64_t>(seed), drop_threshold(p),
+         static_cast<float>(1.0 / (1.0 - p)));
+    return;
+  }
+#endif
+  const auto mask = generic_mask(seed, p, first, count, torch::kFloat);  // [count]
+  const float* keep = mask.data_ptr<float>();
+  for (int64_t i = 0; i < count; ++i) out[i] = in[i] * keep[i];
 }
 
 }  // namespace detail

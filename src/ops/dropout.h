@@ -18,9 +18,15 @@ torch::Tensor counter_dropout(const torch::Tensor& x, double p, bool training);
 
 namespace detail {
 
-// The scaled keep mask of elements [0, count) for `seed` and `p`: 1/(1 - p) where kept, 0 where
-// dropped, as `count` values of the given dtype and device (what dropout multiplies by).
-torch::Tensor dropout_mask(int64_t seed, double p, int64_t count, const torch::TensorOptions& options);
+// The scaled keep mask of elements [first, first + count) for `seed` and `p`: 1/(1 - p) where kept,
+// 0 where dropped, as `count` values of the given dtype and device (what dropout multiplies by).
+torch::Tensor dropout_mask(int64_t seed, double p, int64_t count, const torch::TensorOptions& options,
+                           int64_t first = 0);
+
+// out = in ∘ mask for `count` float32 values that are elements [first, first + count) of a tensor:
+// one thread's share of dropout, in the widest vector loop the CPU has (cpu_simd()), else through
+// dropout_mask. The index `first` is what lets the tests reach elements past 2^32.
+void dropout_float_range(const float* in, float* out, int64_t first, int64_t count, int64_t seed, double p);
 
 }  // namespace detail
 }  // namespace qkv

@@ -32,8 +32,8 @@ HeapPolicy keep_freed_memory() {
   if (user_has_heap_settings()) return g_policy = HeapPolicy::UserSettings;
 #if defined(__GLIBC__)
   // A fixed mmap threshold also stops glibc from adjusting it, so it stays where it is set.
-  const bool set = mallopt(M_MMAP_THRESHOLD, kThresholdBytes) == 1 &&
-                   mallopt(M_TRIM_THRESHOLD, kThresholdBytes) == 1;
+  const bool set =
+      mallopt(M_MMAP_THRESHOLD, kThresholdBytes) == 1 && mallopt(M_TRIM_THRESHOLD, kThresholdBytes) == 1;
   return g_policy = set ? HeapPolicy::KeepsFreedBlocks : HeapPolicy::Unavailable;
 #else
   return g_policy = HeapPolicy::Unavailable;
