@@ -7,6 +7,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "ops/precision.h"
+#include "runtime/heap.h"
 #include "runtime/threads.h"
 #include "train/schedule.h"
 #include "train/trainer.h"
@@ -31,9 +32,10 @@ void Trainer::log_start() const {
   for (const auto& p : model_->parameters()) registered += p.numel();
   log_ << fmt::format("[train] parameters: {} (source vocabulary {}, target vocabulary {})\n",
                       with_commas(registered), codecs_.src->size(), codecs_.tgt->size());
-  log_ << fmt::format("[train] {}; device: {}; precision: {}{}\n", describe_threads(), device_.str(),
+  log_ << fmt::format("[train] {}; device: {}; precision: {}{}; {}\n", describe_threads(), device_.str(),
                       to_string(config_.train.precision),
-                      scaler_ ? fmt::format(" (loss scale {:g})", scaler_->scale()) : "");
+                      scaler_ ? fmt::format(" (loss scale {:g})", scaler_->scale()) : "",
+                      describe(heap_policy()));
   const int64_t peak_step = config_.train.lr_schedule == LrSchedule::Constant ? 1 : config_.train.warmup;
   const std::string processes =
       world_->size() > 1 ? fmt::format(" x {} processes", world_->size()) : std::string();
