@@ -1,5 +1,5 @@
-// FusedAdam's step: the one-pass AVX-512 loop and the tensor-operation path. See fused_adam.h for
-// the formula and why the state is libtorch's own.
+// FusedAdam's step: the one-pass vector loop (AVX-512 or AVX2) and the tensor-operation path. See
+// fused_adam.h for the formula and why the state is libtorch's own.
 #include "train/fused_adam.h"
 
 #include <cmath>
@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "ops/cpu_features.h"
+#include "ops/simd_lanes.h"
 
 namespace qkv {
 namespace {
@@ -49,32 +50,19 @@ Coefficients coefficients(const AdamOptions& o, int64_t step) {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
-// The update of 16 elements (the lanes of k) at p, g, m, v. The tail of a chunk goes through the same
-// instructions with fewer lanes, so every element's result is independent of where chunks begin.
-QKV_AVX512 inline void adam16(float* p, const float* g, float* m, float* v, __mmask16 k,
-                              const Coefficients& c) {
-  __m512 pv = _mm512_maskz_loadu_ps(k, p);
-  const __m512 gv = _mm512_maskz_loadu_ps(k, g);
-  __m512 mv = _mm512_maskz_loadu_ps(k, m);
-  __m512 vv = _mm512_maskz_loadu_ps(k, v);
-  // m = β1·m + (1 − β1)·g;  v = β2·v + ((1 − β2)·g)·g
-  mv = _mm512_fmadd_ps(_mm512_set1_ps(c.beta1), mv, _mm512_mul_ps(_mm512_set1_ps(c.one_minus_beta1), gv));
-  const __m512 scaled_g = _mm512_mul_ps(_mm512_set1_ps(c.one_minus_beta2), gv);
-  vv = _mm512_fmadd_ps(_mm512_set1_ps(c.beta2), vv, _mm512_mul_ps(scaled_g, gv));
-  // denom = sqrt(v) / sqrt(1 − β2^t) + ε;  p = p − step_size · (m / denom)
-  const __m512 denom =
-      _mm512_fmadd_ps(_mm512_sqrt_ps(vv), _mm512_set1_ps(c.inv_sqrt_bc2), _mm512_set1_ps(c.eps));
-  pv = _mm512_fnmadd_ps(_mm512_set1_ps(c.step_size), _mm512_div_ps(mv, denom), pv);
-  _mm512_mask_storeu_ps(p, k, pv);
-  _mm512_mask_storeu_ps(m, k, mv);
-  _mm512_mask_storeu_ps(v, k, vv);
-}
+namespace avx512 {
+using V = simd::Avx512;
+#define QKV_SIMD QKV_AVX512
+#include "train/fused_adam_simd.inc"
+#undef QKV_SIMD
+}  // namespace avx512
 
-QKV_AVX512 void adam_avx512(float* p, const float* g, float* m, float* v, int64_t n, const Coefficients& c) {
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) adam16(p + i, g + i, m + i, v + i, 0xFFFF, c);
-  if (i < n) adam16(p + i, g + i, m + i, v + i, static_cast<__mmask16>((1u << (n - i)) - 1), c);
-}
+namespace avx2 {
+using V = simd::Avx2;
+#define QKV_SIMD QKV_AVX2
+#include "train/fused_adam_simd.inc"
+#undef QKV_SIMD
+}  // namespace avx2
 
 #pragma GCC diagnostic pop
 #endif  // QKV_X86_SIMD
@@ -82,15 +70,22 @@ QKV_AVX512 void adam_avx512(float* p, const float* g, float* m, float* v, int64_
 // Elements per at::parallel_for chunk at least: 4 × 64 KiB streams, enough work to pay for a thread.
 constexpr int64_t kGrain = 1 << 14;
 
-// The one-pass update of a float32 parameter (its gradient and moments contiguous, same size).
+// The one-pass update of a float32 parameter (its gradient and moments contiguous, same size), in the
+// widest vectors this CPU has.
 void adam_cpu_loop(torch::Tensor& p, const torch::Tensor& g, AdamParamState& s, const Coefficients& c) {
 #if QKV_X86_SIMD
   float* pp = p.data_ptr<float>();
   const float* gp = g.data_ptr<float>();
   float* mp = s.exp_avg().data_ptr<float>();
   float* vp = s.exp_avg_sq().data_ptr<float>();
+  const Simd simd = cpu_simd();
+  TORCH_CHECK(simd != Simd::None, "FusedAdam: the one-pass CPU loop needs AVX2 and FMA");
   at::parallel_for(0, p.numel(), kGrain, [&](int64_t begin, int64_t end) {
-    adam_avx512(pp + begin, gp + begin, mp + begin, vp + begin, end - begin, c);
+    if (simd == Simd::Avx512) {
+      avx512::adam_update(pp + begin, gp + begin, mp + begin, vp + begin, end - begin, c);
+    } else {
+      avx2::adam_update(pp + begin, gp + begin, mp + begin, vp + begin, end - begin, c);
+    }
   });
   // Written through raw pointers: bump the version counters as in-place operations would, so that
   // anything cached against a version (precision.h's weight copies) sees the change.
@@ -166,7 +161,7 @@ const AdamParamState* adam_state(const torch::optim::Optimizer& optimizer, const
 
 bool fused_adam_uses_cpu_loop(const torch::Tensor& p, const AdamOptions& options) {
 #if QKV_X86_SIMD
-  return cpu_has_avx512() && p.is_cpu() && p.scalar_type() == torch::kFloat && p.is_contiguous() &&
+  return cpu_simd() != Simd::None && p.is_cpu() && p.scalar_type() == torch::kFloat && p.is_contiguous() &&
          !options.amsgrad() && options.weight_decay() == 0;
 #else
   (void)p, (void)options;

@@ -14,15 +14,16 @@
 //   p  = p − (lr / (1 − β1^t)) · m / (sqrt(v̂) / sqrt(1 − β2^t) + ε)
 //
 // Two implementations of that formula:
-//   - float32 parameters with contiguous gradients and moments on a CPU with AVX-512, without amsgrad
-//     or weight decay (qkv sets neither): one loop, 16 lanes at a time (a masked tail), over chunks of
-//     the tensor split by at::parallel_for. Its rounding differs from libtorch's by a few float32 ulps
-//     per step: it divides by sqrt(1 − β2^t) by multiplying with the reciprocal, and fuses
+//   - float32 parameters with contiguous gradients and moments on a CPU with AVX-512 or AVX2 + FMA,
+//     without amsgrad or weight decay (qkv sets neither): one loop, 16 or 8 lanes at a time (a masked
+//     tail), over chunks of the tensor split by at::parallel_for. Its rounding differs from libtorch's by a
+//     few float32 ulps per step: it divides by sqrt(1 − β2^t) by multiplying with the reciprocal, and fuses
 //     multiply-adds (tests/test_fused_adam.cpp bounds the difference);
 //   - everything else (CUDA, float64, non-contiguous tensors, amsgrad, weight decay, CPUs without
-//     AVX-512): libtorch's own sequence of tensor operations, so the same results as libtorch's Adam.
-// Every element is computed by the same instructions whatever the chunking or thread count, so a run
-// is reproducible bit for bit (resuming included).
+//     AVX2): libtorch's own sequence of tensor operations, so the same results as libtorch's Adam.
+// Every element is computed by the same lane-wise instructions (each correctly rounded) whatever the
+// chunking, thread count or vector width, so a run is reproducible bit for bit (resuming included),
+// on AVX2 and AVX-512 CPUs alike.
 #pragma once
 
 #include <torch/optim/adam.h>
