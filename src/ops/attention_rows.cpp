@@ -63,13 +63,7 @@ Strides strides_of(const torch::Tensor& t) {
 }
 
 #if QKV_X86_SIMD
-// GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_*(), which -Wextra reports
-// as uninitialised once inlined (GCC bug 105593): not a defect of this code.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+QKV_BEGIN_VECTOR_CODE
 
 namespace avx512 {
 using V = simd::Avx512;
@@ -85,7 +79,7 @@ using V = simd::Avx2;
 #undef QKV_SIMD
 }  // namespace avx2
 
-#pragma GCC diagnostic pop
+QKV_END_VECTOR_CODE
 #endif  // QKV_X86_SIMD
 
 // The instruction set of the fused passes for this problem: the CPU's (cpu_simd) for float32

@@ -39,13 +39,7 @@ void axpy_generic(float alpha, const float* x, float* y, int64_t count) {
 }
 
 #if QKV_X86_SIMD
-// GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_*(), which -Wextra reports
-// as uninitialised once inlined (GCC bug 105593): not a defect of this code.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+QKV_BEGIN_VECTOR_CODE
 
 QKV_AVX512 inline __mmask16 lanes(int64_t count) {
   return count >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << count) - 1u);
@@ -91,7 +85,7 @@ QKV_AVX2 void axpy_avx2(float alpha, const float* x, float* y, int64_t count) {
   for (; d < count; ++d) y[d] += alpha * x[d];
 }
 
-#pragma GCC diagnostic pop
+QKV_END_VECTOR_CODE
 #endif
 
 // One head: o [Dv] from q [Dk], keys and values [Tk rows], bias [Tk] (null without padding), using

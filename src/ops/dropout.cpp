@@ -60,13 +60,7 @@ torch::Tensor generic_mask(int64_t seed, double p, int64_t first, int64_t count,
 // --- the AVX-512 path -------------------------------------------------------------------------------
 
 #if QKV_X86_SIMD
-// GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_*(), which -Wextra reports
-// as uninitialised once inlined (GCC bug 105593): not a defect of this code.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+QKV_BEGIN_VECTOR_CODE
 
 QKV_AVX512 inline __m512i fmix16(__m512i x) {
   x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
@@ -149,7 +143,7 @@ QKV_AVX2 void dropout_avx2(const float* in, float* out, int64_t first, int64_t c
   }
 }
 
-#pragma GCC diagnostic pop
+QKV_END_VECTOR_CODE
 #endif
 
 // x ∘ mask(seed, p), x of any shape, the mask over x's elements in row-major order.

@@ -17,13 +17,7 @@
 #include "ops/cpu_features.h"
 
 #if QKV_X86_SIMD
-// GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_*(), which -Wextra reports
-// as uninitialised once inlined (GCC bug 105593): not a defect of this code.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+QKV_BEGIN_VECTOR_CODE
 
 namespace qkv::simd {
 
@@ -132,5 +126,5 @@ struct Avx2 {
 
 }  // namespace qkv::simd
 
-#pragma GCC diagnostic pop
+QKV_END_VECTOR_CODE
 #endif  // QKV_X86_SIMD

@@ -42,13 +42,7 @@ Coefficients coefficients(const AdamOptions& o, int64_t step) {
 }
 
 #if QKV_X86_SIMD
-// GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_*(), which -Wextra reports
-// as uninitialised once inlined (GCC bug 105593): not a defect of this code.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+QKV_BEGIN_VECTOR_CODE
 
 namespace avx512 {
 using V = simd::Avx512;
@@ -64,7 +58,7 @@ using V = simd::Avx2;
 #undef QKV_SIMD
 }  // namespace avx2
 
-#pragma GCC diagnostic pop
+QKV_END_VECTOR_CODE
 #endif  // QKV_X86_SIMD
 
 // Elements per at::parallel_for chunk at least: 4 × 64 KiB streams, enough work to pay for a thread.
