@@ -397,5 +397,27 @@ TEST(AttentionDropout, KeepMaskHasNoRowOrKeyStructure) {
   EXPECT_TRUE(torch::equal(block, keep.slice(0, 3, 5).slice(1, 10, 20).slice(2, 300, 556)));
 }
 
+// The CPU's 32-bit loop (each instruction set this CPU has, and the portable one) draws the mask of
+// the int64 tensor operations bit for bit: seeds with high bits set, blocks that start anywhere, row
+// lengths that end in partial vectors, float32 and float64, several rates.
+TEST(AttentionDropout, CpuLoopEqualsTheTensorOperations) {
+  for (const int64_t seed : {int64_t{123}, int64_t{0x7fffffff12345678}, int64_t{-5}}) {
+    for (const double p : {0.1, 0.5, 0.9}) {
+      for (const auto dtype : {torch::kFloat, torch::kDouble}) {
+        const auto options = torch::TensorOptions().dtype(dtype);
+        const auto expected = detail::dropout_keep_by_tensor_ops(seed, p, 3, 6, 17, 50, 250, 293, options);
+        for (const auto simd : {Simd::None, Simd::Avx2, Simd::Avx512}) {
+          if (simd > cpu_simd()) continue;
+          const auto before = limit_simd(simd);
+          const auto keep = detail::dropout_keep(seed, p, 3, 6, 17, 50, 250, 293, options);
+          limit_simd(before);
+          EXPECT_TRUE(torch::equal(keep, expected))
+              << "seed " << seed << ", p " << p << ", " << dtype << ", simd " << static_cast<int>(simd);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace qkv
