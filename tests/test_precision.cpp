@@ -34,6 +34,18 @@ TEST(PrecisionPolicy, Fp32IsTheDefaultAndChangesNothing) {
   EXPECT_TRUE(product_weight(x).is_same(x));
 }
 
+// A bf16 run where oneDNN's bf16 GEMM does not run (its products fall back to float32) is warned
+// that it will be slower; fp32 never is, nor bf16 on CUDA.
+TEST(PrecisionPolicy, WarnsWhereBf16ProductsFallBackToFloat32) {
+  EXPECT_EQ(precision_warning(Precision::Fp32, torch::kCPU), "");
+  const auto cpu_bf16 = precision_warning(Precision::Bf16, torch::kCPU);
+  EXPECT_EQ(cpu_bf16.empty(), onednn_bf16_gemm_available()) << cpu_bf16;
+  if (!cpu_bf16.empty()) {
+    EXPECT_NE(cpu_bf16.find("slower than fp32"), std::string::npos) << cpu_bf16;
+  }
+  EXPECT_EQ(precision_warning(Precision::Bf16, torch::Device(torch::kCUDA, 0)), "");
+}
+
 TEST(PrecisionPolicy, ScopesNestAndRestore) {
   {
     const PrecisionScope outer(Precision::Bf16);

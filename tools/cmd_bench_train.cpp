@@ -30,6 +30,7 @@
 #include "config/load.h"
 #include "data/batching.h"
 #include "data/dataset.h"
+#include "ops/precision.h"
 #include "peer_script.h"
 #include "runtime/heap.h"
 #include "runtime/threads.h"
@@ -174,6 +175,8 @@ void print_report(const Config& config, int64_t vocab, const Batch& batch, const
       batch.src.size(0), batch.src.size(1), batch.tgt_in.size(1), batch.tgt_tokens, m.dropout,
       config.train.label_smoothing, args.steps, args.warmup);
   fmt::print("{}; {}\n", describe_threads(), describe(heap_policy()));
+  const auto warning = precision_warning(config.train.precision, torch::kCPU);
+  if (!warning.empty()) fmt::print("warning: {}\n", warning);
   fmt::print("{}\n\n", rates.describe());
   const double sgemm = rates.best();
   fmt::print("{:<22} {:>12} {:>10} {:>9} {:>7}\n", "", "tokens/s", "ms/step", "GFLOP/s", "%sgemm");

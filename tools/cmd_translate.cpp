@@ -59,6 +59,8 @@ Precision decoding_precision(const SearchArgs& args) {
   const auto precision = enum_from_string<Precision>(args.precision, "--precision");
   if (precision == Precision::Fp16 && !default_device().is_cuda())
     throw ConfigError("--precision fp16 needs a CUDA device, and this machine has none; use bf16 or fp32");
+  const auto warning = precision_warning(precision, default_device());
+  if (!warning.empty()) std::cerr << "[decode] warning: " << warning << "\n";
   return precision;
 }
 

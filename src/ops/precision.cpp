@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include "ops/gemm.h"
+
 namespace qkv {
 
 // One weight copy: the weight it was made from (kept alive, so its storage cannot be reused by
@@ -95,6 +97,14 @@ torch::Tensor product_result(const torch::Tensor& y) {
   const auto t = y.scalar_type();
   if (t == torch::kFloat || t == torch::kDouble) return y;
   return y.to(torch::kFloat);
+}
+
+std::string precision_warning(Precision precision, const torch::Device& device) {
+  if (precision == Precision::Bf16 && device.is_cpu() && !onednn_bf16_gemm_available()) {
+    return "bf16 on this CPU runs its matrix products in float32 (oneDNN's bf16 GEMM needs AVX-512), on "
+           "operands rounded to bf16: expect it to be slower than fp32";
+  }
+  return {};
 }
 
 }  // namespace qkv

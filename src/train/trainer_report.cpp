@@ -36,6 +36,8 @@ void Trainer::log_start() const {
                       to_string(config_.train.precision),
                       scaler_ ? fmt::format(" (loss scale {:g})", scaler_->scale()) : "",
                       describe(heap_policy()));
+  const auto warning = precision_warning(config_.train.precision, device_);
+  if (!warning.empty()) log_ << fmt::format("[train] warning: {}\n", warning);
   const int64_t peak_step = config_.train.lr_schedule == LrSchedule::Constant ? 1 : config_.train.warmup;
   const std::string processes =
       world_->size() > 1 ? fmt::format(" x {} processes", world_->size()) : std::string();
