@@ -4,10 +4,11 @@
 //   Mask         which lanes count; first(count) selects lanes [0, count);
 //   load, store  under a mask (hidden lanes load 0 and are not written), loadu and storeu of all
 //                lanes (cheaper than a mask where AVX2 has to emulate it, as in stores on AMD);
-//   arithmetic   add, sub, mul, div, sqrt, max, fmadd, fnmadd, round, times_pow2, each lane by lane
-//                and correctly rounded as IEEE 754 prescribes (fmadd with one rounding), so a loop
-//                gives every element the same result whatever the width;
-//   reductions   of a register's lanes.
+//   arithmetic   add, sub, mul, div, sqrt, max, fmadd, fnmadd, round, times_pow2, lane by lane, each
+//                correctly rounded as IEEE 754 prescribes (fmadd with one rounding; times_pow2 exact
+//                where the result is a normal float), so a loop of lane-wise steps gives every
+//                element the same result whatever the width;
+//   reductions   of a register's lanes, in an order that depends on the width.
 // A loop is written in terms of a type V and compiled once per struct, under the struct's target
 // attribute (QKV_AVX512 or QKV_AVX2, ops/cpu_features.h); cpu_simd() says which of them may run.
 #pragma once
