@@ -29,7 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (header.tokens * header.token_bytes > token_area) std::abort();
     if (checksum == -1) std::abort();  // keeps the reads from being optimised away
   } catch (const qkv::DataError& e) {
-    qkv::fuzz::require_one_line(e.what());
+    qkv::fuzz::require_one_line(e.what(), qkv::fuzz::as_text(data, size));
   }
   return 0;
 }

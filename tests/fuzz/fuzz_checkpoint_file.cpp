@@ -26,7 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const qkv::CheckpointMeta meta = qkv::CheckpointMeta::read(checkpoint);
     if (meta.step < 0) std::abort();
   } catch (const qkv::CheckpointError& e) {
-    qkv::fuzz::require_one_line(e.what());
+    qkv::fuzz::require_one_line(e.what(), qkv::fuzz::as_text(data, size));
   }
   return 0;
 }

@@ -25,9 +25,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const nlohmann::json again = qkv::CheckpointMeta::from_json(meta.to_json(), "x").to_json();
     if (again != meta.to_json()) std::abort();
   } catch (const qkv::CheckpointError& e) {
-    qkv::fuzz::require_one_line(e.what());
+    qkv::fuzz::require_one_line(e.what(), text);
   } catch (const qkv::ConfigError& e) {
-    qkv::fuzz::require_one_line(e.what());
+    qkv::fuzz::require_one_line(e.what(), text);
   }
   return 0;
 }

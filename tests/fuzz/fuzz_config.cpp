@@ -35,10 +35,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     try {
       qkv::check_fits_in_memory(config, 4, 4, /*training=*/true, path, uint64_t{1} << 34);
     } catch (const qkv::ConfigError& e) {
-      qkv::fuzz::require_one_line(e.what());
+      qkv::fuzz::require_one_line(e.what(), input);
     }
   } catch (const qkv::ConfigError& e) {
-    qkv::fuzz::require_one_line(e.what());
+    qkv::fuzz::require_one_line(e.what(), input);
   }
   return 0;
 }

@@ -43,7 +43,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (reader.line_number() != ++lines) std::abort();
     }
   } catch (const qkv::DataError& e) {
-    qkv::fuzz::require_one_line(e.what());
+    qkv::fuzz::require_one_line(e.what(), qkv::fuzz::as_text(data, size));
   }
   std::fclose(stream);
   return 0;
