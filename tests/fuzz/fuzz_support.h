@@ -44,20 +44,38 @@ inline void require_one_line(std::string_view message, std::string_view input, s
   }
 }
 
-// A file in /tmp that holds the current input, for readers that open a path. One per process (the
-// fuzzer may run several workers).
-inline const std::string& scratch_path(const char* name) {
-  static const std::string path = "/tmp/qkv-fuzz-" + std::to_string(::getpid()) + "-" + name;
-  return path;
-}
+// A file that holds the current input, for readers that open a path: one per process (the fuzzer may
+// run several workers), in $TMPDIR (run_fuzz.sh points it at the run's scratch directory)
+// or else /tmp, and removed when the process exits normally. A crash leaves it behind, beside the
+// crash-* input that libFuzzer saves.
+class ScratchFile {
+ public:
+  explicit ScratchFile(const char* name) {
+    const char* dir = std::getenv("TMPDIR");
+    path_ = std::string(dir != nullptr && *dir != '\0' ? dir : "/tmp") + "/qkv-fuzz-" +
+            std::to_string(::getpid()) + "-" + name;
+  }
+  ~ScratchFile() { std::remove(path_.c_str()); }
+  ScratchFile(const ScratchFile&) = delete;
+  ScratchFile& operator=(const ScratchFile&) = delete;
 
+  const std::string& write(const uint8_t* data, size_t size) const {
+    std::FILE* file = std::fopen(path_.c_str(), "wb");
+    if (file == nullptr) std::abort();
+    if (size > 0 && std::fwrite(data, 1, size, file) != size) std::abort();
+    std::fclose(file);
+    return path_;
+  }
+
+ private:
+  std::string path_;
+};
+
+// Writes the input to the target's scratch file and returns its path. A target uses one name: the
+// file object is a function-local static, made on the first call (so exit() runs its destructor).
 inline const std::string& write_scratch(const char* name, const uint8_t* data, size_t size) {
-  const std::string& path = scratch_path(name);
-  std::FILE* file = std::fopen(path.c_str(), "wb");
-  if (file == nullptr) std::abort();
-  if (size > 0 && std::fwrite(data, 1, size, file) != size) std::abort();
-  std::fclose(file);
-  return path;
+  static const ScratchFile scratch(name);
+  return scratch.write(data, size);
 }
 
 }  // namespace qkv::fuzz
