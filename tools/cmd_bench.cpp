@@ -110,6 +110,7 @@ struct BenchOptions {
   std::string dtype = "float32";
   int repetitions = 5;
   bool causal = false;
+  bool causal_only = false;  // with causal: skip the interleaved non-causal runs
   double dropout = 0.0;
   std::vector<std::string> impls = enum_names<AttentionKind>();
   bool json = false;
@@ -120,6 +121,8 @@ struct Row {
   int64_t t = 0;
   double fwd_ms = 0, fwd_bwd_ms = 0, gflops = 0;
   int64_t saved_bytes = 0;
+  // Causal runs: the same implementation without the mask, timed in the same repetitions (0 if not).
+  double full_fwd_bwd_ms = 0;
 };
 
 // One forward (recording the graph) and backward with a fixed random upstream gradient; returns
@@ -162,7 +165,11 @@ std::vector<Row> bench_length(const BenchOptions& o, int64_t t) {
                                torch::randn({o.batch, o.heads, t, o.dv}, options)};
   auto upstream = torch::randn({o.batch, o.heads, t, o.dv}, options.requires_grad(false));
   std::vector<Row> rows(o.impls.size());
-  std::vector<std::vector<double>> fwd(o.impls.size()), total(o.impls.size());
+  std::vector<std::vector<double>> fwd(o.impls.size()), total(o.impls.size()), full(o.impls.size());
+  // A causal benchmark also times each implementation without the mask, right after its causal run in
+  // every repetition: the ratio of the two then holds within one run, whatever the machine's speed
+  // does between runs.
+  const bool with_full = o.causal && !o.causal_only;
   for (int r = -1; r < o.repetitions; ++r) {  // r = -1: warm-up, and the saved-bytes count
     for (size_t i = 0; i < o.impls.size(); ++i) {
       AttentionOptions a;
@@ -170,9 +177,15 @@ std::vector<Row> bench_length(const BenchOptions& o, int64_t t) {
       a.causal = o.causal;
       a.dropout_p = o.dropout;
       auto [f, fb] = time_once(x, upstream, a, r < 0 ? &rows[i].saved_bytes : nullptr);
+      double full_fb = 0;
+      if (with_full) {
+        a.causal = false;
+        full_fb = time_once(x, upstream, a, nullptr).second;
+      }
       if (r < 0) continue;
       fwd[i].push_back(f);
       total[i].push_back(fb);
+      if (with_full) full[i].push_back(full_fb);
     }
   }
   // Useful work, without recomputation: forward Q Kᵀ and P V, backward four products of the
@@ -184,6 +197,7 @@ std::vector<Row> bench_length(const BenchOptions& o, int64_t t) {
     rows[i].fwd_ms = median(fwd[i]);
     rows[i].fwd_bwd_ms = median(total[i]);
     rows[i].gflops = flops / (rows[i].fwd_bwd_ms * 1e6);
+    if (with_full) rows[i].full_fwd_bwd_ms = median(full[i]);
   }
   return rows;
 }
@@ -191,16 +205,35 @@ std::vector<Row> bench_length(const BenchOptions& o, int64_t t) {
 // `peak` is the sgemm rate, or the bfloat16 product rate (bf16_gemm > 0) for a bfloat16 table.
 void print_table(const std::vector<Row>& rows, const SgemmRates& rates, double bf16_gemm) {
   const double peak = bf16_gemm > 0 ? bf16_gemm : rates.best();
-  fmt::print("{:<18} {:>6} {:>10} {:>13} {:>9} {:>7} {:>12} {:>10}\n", "impl", "T", "fwd ms", "fwd+bwd ms",
+  const bool with_full = !rows.empty() && rows.front().full_fwd_bwd_ms > 0;
+  fmt::print("{:<18} {:>6} {:>10} {:>13} {:>9} {:>7} {:>12} {:>10}", "impl", "T", "fwd ms", "fwd+bwd ms",
              "GFLOP/s", bf16_gemm > 0 ? "%bf16mm" : "%sgemm", "saved MiB", "vs ref");
+  fmt::print("{}\n", with_full ? fmt::format(" {:>16} {:>12}", "non-causal ms", "causal/full") : "");
   for (const auto& row : rows) {
     double reference_ms = 0;
     for (const auto& other : rows) {
       if (other.t == row.t && other.impl == "reference") reference_ms = other.fwd_bwd_ms;
     }
-    fmt::print("{:<18} {:>6} {:>10.2f} {:>13.2f} {:>9.1f} {:>6.0f}% {:>12.2f} {:>10}\n", row.impl, row.t,
+    fmt::print("{:<18} {:>6} {:>10.2f} {:>13.2f} {:>9.1f} {:>6.0f}% {:>12.2f} {:>10}", row.impl, row.t,
                row.fwd_ms, row.fwd_bwd_ms, row.gflops, 100 * row.gflops / peak, row.saved_bytes / 1048576.0,
                reference_ms > 0 ? fmt::format("{:.2f}x", reference_ms / row.fwd_bwd_ms) : "-");
+    fmt::print("{}\n", with_full ? fmt::format(" {:>16.2f} {:>12.2f}", row.full_fwd_bwd_ms,
+                                               row.fwd_bwd_ms / row.full_fwd_bwd_ms)
+                                 : "");
+  }
+  // Per length, the fastest causal implementation against the fastest non-causal one (both
+  // forward+backward, from the same repetitions).
+  for (size_t first = 0; with_full && first < rows.size();) {
+    size_t last = first;
+    const Row *causal = &rows[first], *full = &rows[first];
+    for (; last < rows.size() && rows[last].t == rows[first].t; ++last) {
+      if (rows[last].fwd_bwd_ms < causal->fwd_bwd_ms) causal = &rows[last];
+      if (rows[last].full_fwd_bwd_ms < full->full_fwd_bwd_ms) full = &rows[last];
+    }
+    fmt::print("T={}: fastest causal {:.2f} ms ({}), fastest non-causal {:.2f} ms ({}): {:.2f} of the time\n",
+               causal->t, causal->fwd_bwd_ms, causal->impl, full->full_fwd_bwd_ms, full->impl,
+               causal->fwd_bwd_ms / full->full_fwd_bwd_ms);
+    first = last;
   }
   fmt::print("{}\n", rates.describe());
   if (bf16_gemm > 0) {
@@ -216,8 +249,8 @@ void bench_attention(const BenchOptions& o) {
   counting_allocator();  // before any tensor of the benchmark exists
   torch::manual_seed(0);
   if (!o.json) {
-    fmt::print("[bench] attention B={} H={} Dk={} Dv={} {}{}{}, median of {} interleaved runs; {}; {}\n", o.batch,
-               o.heads, o.dk, o.dv, o.dtype, o.causal ? " causal" : "",
+    fmt::print("[bench] attention B={} H={} Dk={} Dv={} {}{}{}, median of {} interleaved runs; {}; {}\n",
+               o.batch, o.heads, o.dk, o.dv, o.dtype, o.causal ? " causal" : "",
                o.dropout > 0 ? fmt::format(" dropout={}", o.dropout) : "", o.repetitions, describe_threads(),
                describe(heap_policy()));
   }
@@ -233,6 +266,7 @@ void bench_attention(const BenchOptions& o) {
                             {"B", o.batch},         {"H", o.heads},
                             {"Dk", o.dk},           {"Dv", o.dv},
                             {"dtype", o.dtype},     {"causal", o.causal}};
+        if (row.full_fwd_bwd_ms > 0) line["non_causal_fwd_bwd_ms"] = row.full_fwd_bwd_ms;
         std::cout << line.dump() << std::endl;
       }
       rows.push_back(row);
@@ -269,7 +303,10 @@ void setup_bench(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   attention->add_option("--impl", options->impls, "Implementations to time (comma-separated)")
       ->delimiter(',');
-  attention->add_flag("--causal", options->causal, "Causal mask");
+  attention->add_flag("--causal", options->causal,
+                      "Causal mask; each implementation is also timed without it in the same repetitions");
+  attention->add_flag("--causal-only", options->causal_only, "With --causal: skip the non-causal runs")
+      ->needs("--causal");
   attention->add_option("--dropout", options->dropout, "Attention dropout rate")
       ->check(CLI::Range(0.0, 0.99));
   attention->add_flag("--json", options->json, "One JSON object per line instead of a table");
