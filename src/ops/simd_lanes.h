@@ -1,13 +1,18 @@
 // Float lanes for the hand-written loops that are written once for any vector width (the attention
 // row passes, FusedAdam's update): a struct per instruction set with one vocabulary,
 //   Reg          a register of kLanes floats;
-//   Mask         which lanes count; first(count) selects lanes [0, count);
-//   load, store  under a mask (hidden lanes load 0 and are not written), loadu and storeu of all
-//                lanes (cheaper than a mask where AVX2 has to emulate it, as in stores on AMD);
+//   Mask         which lanes count; first(count) selects lanes [0, count); the tag kAll (type All)
+//                selects every lane without a mask;
+//   load, store  under a mask (hidden lanes load 0 and are not written) or of all lanes (kAll, or
+//                loadu and storeu): a loop takes whole vectors unmasked and only its tail under a
+//                mask, because AVX2's masked store is slow on AMD (VMASKMOVPS to memory: on a Zen 3
+//                the row passes spent about 40% of their time on the instructions after it);
 //   arithmetic   add, sub, mul, div, sqrt, max, fmadd, fnmadd, round, times_pow2, lane by lane, each
 //                correctly rounded as IEEE 754 prescribes (fmadd with one rounding; times_pow2 exact
 //                where the result is a normal float), so a loop of lane-wise steps gives every
 //                element the same result whatever the width;
+//   max_where, add_where   the lane-wise step on the lanes of a mask (or all lanes), the others
+//                unchanged;
 //   reductions   of a register's lanes, in an order that depends on the width.
 // A loop is written in terms of a type V and compiled once per struct, under the struct's target
 // attribute (QKV_AVX512 or QKV_AVX2, ops/cpu_features.h); cpu_simd() says which of them may run.
@@ -21,6 +26,10 @@
 QKV_BEGIN_VECTOR_CODE
 
 namespace qkv::simd {
+
+// Every lane, without a mask: an argument in place of a Mask.
+struct All {};
+inline constexpr All kAll{};
 
 // 16 float lanes; a mask bit per lane.
 struct Avx512 {
@@ -38,6 +47,12 @@ struct Avx512 {
   QKV_AVX512 static void store(Mask k, float* p, Reg x) { _mm512_mask_storeu_ps(p, k, x); }
   QKV_AVX512 static Reg loadu(const float* p) { return _mm512_loadu_ps(p); }  // all lanes
   QKV_AVX512 static void storeu(float* p, Reg x) { _mm512_storeu_ps(p, x); }
+  QKV_AVX512 static Reg load(All, const float* p) { return loadu(p); }
+  QKV_AVX512 static Reg load(All, const uint16_t* p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+  }
+  QKV_AVX512 static void store(All, float* p, Reg x) { storeu(p, x); }
   QKV_AVX512 static Reg set1(float x) { return _mm512_set1_ps(x); }
   QKV_AVX512 static Reg add(Reg a, Reg b) { return _mm512_add_ps(a, b); }
   QKV_AVX512 static Reg sub(Reg a, Reg b) { return _mm512_sub_ps(a, b); }
@@ -53,6 +68,8 @@ struct Avx512 {
   QKV_AVX512 static Reg times_pow2(Reg p, Reg n) { return _mm512_scalef_ps(p, n); }  // p·2^n
   QKV_AVX512 static Reg max_where(Mask k, Reg best, Reg x) { return _mm512_mask_max_ps(best, k, best, x); }
   QKV_AVX512 static Reg add_where(Mask k, Reg sum, Reg x) { return _mm512_mask_add_ps(sum, k, sum, x); }
+  QKV_AVX512 static Reg max_where(All, Reg best, Reg x) { return max(best, x); }
+  QKV_AVX512 static Reg add_where(All, Reg sum, Reg x) { return add(sum, x); }
   QKV_AVX512 static float reduce_max(Reg x) { return _mm512_reduce_max_ps(x); }
   QKV_AVX512 static float reduce_add(Reg x) { return _mm512_reduce_add_ps(x); }
 };
@@ -85,6 +102,12 @@ struct Avx2 {
   QKV_AVX2 static void store(Mask k, float* p, Reg x) { _mm256_maskstore_ps(p, k, x); }
   QKV_AVX2 static Reg loadu(const float* p) { return _mm256_loadu_ps(p); }  // all lanes
   QKV_AVX2 static void storeu(float* p, Reg x) { _mm256_storeu_ps(p, x); }
+  QKV_AVX2 static Reg load(All, const float* p) { return loadu(p); }
+  QKV_AVX2 static Reg load(All, const uint16_t* p) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+  }
+  QKV_AVX2 static void store(All, float* p, Reg x) { storeu(p, x); }
   QKV_AVX2 static Reg set1(float x) { return _mm256_set1_ps(x); }
   QKV_AVX2 static Reg add(Reg a, Reg b) { return _mm256_add_ps(a, b); }
   QKV_AVX2 static Reg sub(Reg a, Reg b) { return _mm256_sub_ps(a, b); }
@@ -113,6 +136,8 @@ struct Avx2 {
   QKV_AVX2 static Reg add_where(Mask k, Reg sum, Reg x) {
     return _mm256_add_ps(sum, _mm256_and_ps(x, _mm256_castsi256_ps(k)));
   }
+  QKV_AVX2 static Reg max_where(All, Reg best, Reg x) { return max(best, x); }
+  QKV_AVX2 static Reg add_where(All, Reg sum, Reg x) { return add(sum, x); }
   QKV_AVX2 static float reduce_max(Reg x) {
     __m128 h = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
     h = _mm_max_ps(h, _mm_movehl_ps(h, h));
