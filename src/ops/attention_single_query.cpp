@@ -18,6 +18,7 @@
 
 #include "ops/attention_internal.h"
 #include "ops/cpu_features.h"
+#include "ops/simd_lanes.h"
 
 namespace qkv::detail {
 namespace {
@@ -41,49 +42,19 @@ void axpy_generic(float alpha, const float* x, float* y, int64_t count) {
 #if QKV_X86_SIMD
 QKV_BEGIN_VECTOR_CODE
 
-QKV_AVX512 inline __mmask16 lanes(int64_t count) {
-  return count >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << count) - 1u);
-}
+namespace avx512 {
+using V = simd::Avx512;
+#define QKV_SIMD QKV_AVX512
+#include "ops/attention_single_query_simd.inc"
+#undef QKV_SIMD
+}  // namespace avx512
 
-QKV_AVX512 float dot_avx512(const float* a, const float* b, int64_t count) {
-  __m512 sum = _mm512_setzero_ps();
-  for (int64_t d = 0; d < count; d += 16) {
-    const __mmask16 k = lanes(count - d);
-    sum = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a + d), _mm512_maskz_loadu_ps(k, b + d), sum);
-  }
-  return _mm512_reduce_add_ps(sum);
-}
-
-QKV_AVX512 void axpy_avx512(float alpha, const float* x, float* y, int64_t count) {
-  const __m512 a = _mm512_set1_ps(alpha);
-  for (int64_t d = 0; d < count; d += 16) {
-    const __mmask16 k = lanes(count - d);
-    const __m512 updated =
-        _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(k, x + d), _mm512_maskz_loadu_ps(k, y + d));
-    _mm512_mask_storeu_ps(y + d, k, updated);
-  }
-}
-
-// Whole vectors of 8 floats, then the rest one by one.
-QKV_AVX2 float dot_avx2(const float* a, const float* b, int64_t count) {
-  __m256 sum = _mm256_setzero_ps();
-  int64_t d = 0;
-  for (; d + 8 <= count; d += 8) sum = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), sum);
-  __m128 half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
-  half = _mm_add_ps(half, _mm_movehl_ps(half, half));
-  float total = _mm_cvtss_f32(_mm_add_ss(half, _mm_shuffle_ps(half, half, 1)));
-  for (; d < count; ++d) total += a[d] * b[d];
-  return total;
-}
-
-QKV_AVX2 void axpy_avx2(float alpha, const float* x, float* y, int64_t count) {
-  const __m256 a = _mm256_set1_ps(alpha);
-  int64_t d = 0;
-  for (; d + 8 <= count; d += 8) {
-    _mm256_storeu_ps(y + d, _mm256_fmadd_ps(a, _mm256_loadu_ps(x + d), _mm256_loadu_ps(y + d)));
-  }
-  for (; d < count; ++d) y[d] += alpha * x[d];
-}
+namespace avx2 {
+using V = simd::Avx2;
+#define QKV_SIMD QKV_AVX2
+#include "ops/attention_single_query_simd.inc"
+#undef QKV_SIMD
+}  // namespace avx2
 
 QKV_END_VECTOR_CODE
 #endif
@@ -143,10 +114,10 @@ torch::Tensor single_query_forward(const Problem& pr) {
   switch (cpu_simd()) {
 #if QKV_X86_SIMD
     case Simd::Avx512:
-      run(dot_avx512, axpy_avx512);
+      run(avx512::HeadLoops::dot, avx512::HeadLoops::axpy);
       break;
     case Simd::Avx2:
-      run(dot_avx2, axpy_avx2);
+      run(avx2::HeadLoops::dot, avx2::HeadLoops::axpy);
       break;
 #endif
     default:
