@@ -62,25 +62,8 @@ Strides strides_of(const torch::Tensor& t) {
   return {t.stride(0), t.stride(1)};
 }
 
-#if QKV_X86_SIMD
-QKV_BEGIN_VECTOR_CODE
-
-namespace avx512 {
-using V = simd::Avx512;
-#define QKV_SIMD QKV_AVX512
-#include "ops/attention_rows_simd.inc"
-#undef QKV_SIMD
-}  // namespace avx512
-
-namespace avx2 {
-using V = simd::Avx2;
-#define QKV_SIMD QKV_AVX2
-#include "ops/attention_rows_simd.inc"
-#undef QKV_SIMD
-}  // namespace avx2
-
-QKV_END_VECTOR_CODE
-#endif  // QKV_X86_SIMD
+#define QKV_SIMD_FILE "ops/attention_rows_simd.inc"
+#include "ops/simd_each_width.h"
 
 // The instruction set of the fused passes for this problem: the CPU's (cpu_simd) for float32
 // accumulation on the CPU, None otherwise.

@@ -39,25 +39,8 @@ void axpy_generic(float alpha, const float* x, float* y, int64_t count) {
   for (int64_t d = 0; d < count; ++d) y[d] += alpha * x[d];
 }
 
-#if QKV_X86_SIMD
-QKV_BEGIN_VECTOR_CODE
-
-namespace avx512 {
-using V = simd::Avx512;
-#define QKV_SIMD QKV_AVX512
-#include "ops/attention_single_query_simd.inc"
-#undef QKV_SIMD
-}  // namespace avx512
-
-namespace avx2 {
-using V = simd::Avx2;
-#define QKV_SIMD QKV_AVX2
-#include "ops/attention_single_query_simd.inc"
-#undef QKV_SIMD
-}  // namespace avx2
-
-QKV_END_VECTOR_CODE
-#endif
+#define QKV_SIMD_FILE "ops/attention_single_query_simd.inc"
+#include "ops/simd_each_width.h"
 
 // One head: o [Dv] from q [Dk], keys and values [Tk rows], bias [Tk] (null without padding), using
 // `scores` [Tk] as scratch.

@@ -41,25 +41,8 @@ Coefficients coefficients(const AdamOptions& o, int64_t step) {
           static_cast<float>(o.lr() / bc1)};
 }
 
-#if QKV_X86_SIMD
-QKV_BEGIN_VECTOR_CODE
-
-namespace avx512 {
-using V = simd::Avx512;
-#define QKV_SIMD QKV_AVX512
-#include "train/fused_adam_simd.inc"
-#undef QKV_SIMD
-}  // namespace avx512
-
-namespace avx2 {
-using V = simd::Avx2;
-#define QKV_SIMD QKV_AVX2
-#include "train/fused_adam_simd.inc"
-#undef QKV_SIMD
-}  // namespace avx2
-
-QKV_END_VECTOR_CODE
-#endif  // QKV_X86_SIMD
+#define QKV_SIMD_FILE "train/fused_adam_simd.inc"
+#include "ops/simd_each_width.h"
 
 // Elements per at::parallel_for chunk at least: 4 × 64 KiB streams, enough work to pay for a thread.
 constexpr int64_t kGrain = 1 << 14;
