@@ -1,5 +1,6 @@
 // Float lanes for the hand-written loops that are written once for any vector width (the attention
-// row passes, FusedAdam's update): a struct per instruction set with one vocabulary,
+// row passes, the single-query kernel, FusedAdam's update; ops/simd_each_width.h compiles each such
+// file once per struct): a struct per instruction set with one vocabulary,
 //   Reg          a register of kLanes floats;
 //   Mask         which lanes count; first(count) selects lanes [0, count); the tag kAll (type All)
 //                selects every lane without a mask;
